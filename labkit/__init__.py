@@ -1,0 +1,26 @@
+"""labkit: the shared substrate behind the notebook series (see DESIGN.md).
+
+The top level re-exports what every notebook uses; imports are lazy so `import labkit`
+stays fast and a notebook that needs no torch never loads it.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "setup": "labkit.params",
+    "ParameterError": "labkit.params",
+    "record": "labkit.record",
+    "results": "labkit.record",
+    "LivePlot": "labkit.live",
+    "load_policy": "labkit.policy",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'labkit' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)
