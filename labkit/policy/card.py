@@ -1,0 +1,57 @@
+"""The model card shipped beside a base checkpoint: how it was made and what it can do."""
+import json
+from pathlib import Path
+
+import torch
+
+from labkit.evaluate import evaluate
+from labkit.policy.loading import load_policy
+from labkit.policy.models import count_parameters
+from labkit.tasks import EVAL_SETS, load_eval_set
+
+CARD_SAMPLES = 4  # sampled completions per eval task (temperature 1)
+
+
+def measure(checkpoint, samples: int = CARD_SAMPLES, seed: int = 0) -> dict:
+    """Accuracy by (category, difficulty) on every shipped eval set: sampled (T=1) and greedy."""
+    torch.manual_seed(seed)
+    policy = load_policy(checkpoint, device="cpu")
+    rows = []
+    for name in EVAL_SETS:
+        tasks = load_eval_set(name)
+        sampled = evaluate(policy, tasks, samples=samples, temperature=1.0)
+        greedy = evaluate(policy, tasks, samples=1, temperature=0.0)
+        greedy_groups = greedy.by_group()
+        for (category, difficulty), acc in sampled.by_group().items():
+            rows.append({"category": category, "difficulty": difficulty, "acc_sampled": round(acc, 3),
+                         "acc_greedy": round(greedy_groups[(category, difficulty)], 3),
+                         "n": sum(1 for t in tasks if (t.category, t.difficulty) == (category, difficulty))})
+        rows.append({"category": f"[{name}] entropy", "difficulty": None,
+                     "acc_sampled": round(sampled.mean_entropy, 3), "acc_greedy": None, "n": len(tasks)})
+    return {"parameters": count_parameters(policy.model), "samples": samples, "rows": rows}
+
+
+def write_card(checkpoint, command: str) -> Path:
+    checkpoint = Path(checkpoint)
+    made = json.loads((checkpoint / "pretraining.json").read_text())["settings"] \
+        if (checkpoint / "pretraining.json").exists() else {}
+    measured = measure(checkpoint)
+    (checkpoint / "card.json").write_text(json.dumps({"made": made, "command": command, **measured}, indent=1))
+    lines = [
+        f"# {checkpoint.name}: a base policy for the labkit notebooks", "",
+        f"A {measured['parameters']:,}-parameter Llama-style causal LM over characters, pretrained by "
+        "`labkit pretrain` on noisy demonstrations from the task worlds (labkit/tasks). "
+        "It is deliberately imperfect: it leaves reward variance for RL.", "",
+        f"Made with: `{command}`", "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in made.items()), "",
+        f"## Accuracy on the shipped eval sets (data/eval): sampled = pass@1 at temperature 1 "
+        f"({measured['samples']} samples per task), greedy = temperature 0", "",
+        "| category | difficulty | sampled | greedy | tasks |", "|---|---|---|---|---|",
+    ]
+    for row in measured["rows"]:
+        if row["difficulty"] is None:
+            lines.append(f"| {row['category']} (mean token entropy, nats) | | {row['acc_sampled']} | | {row['n']} |")
+        else:
+            lines.append(f"| {row['category']} | {row['difficulty']} | {row['acc_sampled']} | {row['acc_greedy']} | {row['n']} |")
+    (checkpoint / "README.md").write_text("\n".join(lines) + "\n")
+    return checkpoint
