@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "setup": "labkit.params",
     "ParameterError": "labkit.params",
-    "record": "labkit.record",
-    "results": "labkit.record",
+    "record": "labkit.recording",
+    "results": "labkit.recording",
     "LivePlot": "labkit.live",
     "load_policy": "labkit.policy",
 }

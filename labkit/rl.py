@@ -134,7 +134,6 @@ class RLConfig:
     max_new_tokens: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
-    lr: float = 1e-3
     epochs: int = 1  # passes over each batch (ratio = 1 on the first minibatch of the first epoch)
     minibatches: int = 1
     max_grad_norm: float = 1.0
@@ -142,7 +141,7 @@ class RLConfig:
 
     def __post_init__(self):
         checks = {"group_size": self.group_size >= 2, "max_new_tokens": self.max_new_tokens >= 1,
-                  "temperature": self.temperature > 0, "top_p": 0 < self.top_p <= 1, "lr": self.lr > 0,
+                  "temperature": self.temperature > 0, "top_p": 0 < self.top_p <= 1,
                   "epochs": self.epochs >= 1, "minibatches": self.minibatches >= 1,
                   "max_grad_norm": self.max_grad_norm > 0}
         for name, ok in checks.items():

@@ -84,7 +84,7 @@ def test_aggregation_modes_by_hand():
         aggregate(loss, mask, "mean")
 
 
-@pytest.mark.parametrize("bad", [dict(group_size=1), dict(lr=0), dict(epochs=0), dict(top_p=1.5),
+@pytest.mark.parametrize("bad", [dict(group_size=1), dict(max_new_tokens=0), dict(epochs=0), dict(top_p=1.5),
                                  dict(loss=LossConfig(loss_agg="sum"))])
 def test_rl_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):

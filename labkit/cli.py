@@ -1,0 +1,277 @@
+"""``labkit``: list, run and read back the notebooks; pretrain base models; benchmarks.
+
+    labkit list [--json]
+    labkit run NOTEBOOK [--scale S] [--seed N ...] [-p KEY VALUE ...] [--out DIR] [--workers N]
+    labkit results PATH [--json]
+    labkit pretrain ...      (labkit.policy.pretrain)
+    labkit bench ...         (labkit.bench)
+
+Bad input gives a one-line error and exit code 2; a notebook that fails gives exit code 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from importlib import import_module
+from pathlib import Path
+
+from labkit.params import ParameterError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump)."""
+
+    def error(self, message):
+        raise _Usage(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _err(msg: str) -> None:
+    print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
+
+
+def _parse_value(text: str):
+    """``-p KEY VALUE``: JSON when it parses (numbers, true/false/null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# ---------------------------------------------------------------------------- list
+
+def _paper_registry():
+    """(ids, error) from labkit.papers, degrading gracefully while it does not exist."""
+    try:
+        papers = import_module("labkit.papers")
+    except ImportError as e:
+        return None, f"paper registry unavailable ({e})"
+    reg = getattr(papers, "PAPERS", None)
+    if reg is None:
+        return None, "labkit.papers has no PAPERS"
+    if isinstance(reg, dict):
+        return list(reg), None
+    ids = []
+    for p in reg:
+        ids.append(p if isinstance(p, str) else getattr(p, "id", None) or p["id"])
+    return ids, None
+
+
+def cmd_list(args) -> int:
+    from labkit.notebooks import discover
+
+    infos = discover()
+    ids, problem = _paper_registry()
+    used = [p for i in infos for p in i.papers]
+    cov = None
+    if ids is not None:
+        covered = [p for p in ids if p in used]
+        cov = {"total": len(ids), "covered": covered,
+               "missing": [p for p in ids if p not in used],
+               "unknown": sorted({p for p in used if p not in ids})}
+    if args.json:
+        doc = {"notebooks": [i.to_dict() for i in infos], "papers": cov}
+        if problem:
+            doc["papers_error"] = problem
+        print(json.dumps(doc, indent=1))
+        return EXIT_OK
+    if not infos:
+        print("no notebooks found")
+    w = max([len(i.stem) for i in infos] + [8])
+    for i in infos:
+        minutes = f"{i.workshop_minutes:g} min" if i.workshop_minutes is not None else "? min"
+        print(f"{i.stem.ljust(w)}  {minutes:>7}  {i.title}")
+        print(f"{'':{w}}           papers: {', '.join(i.papers) or '-'}")
+    print()
+    if cov is None:
+        print(f"papers: {problem}")
+    else:
+        print(f"papers covered: {len(cov['covered'])}/{cov['total']}")
+        if cov["missing"]:
+            print(f"not yet covered: {', '.join(cov['missing'])}")
+        if cov["unknown"]:
+            print(f"ids in notebooks but not in the registry: {', '.join(cov['unknown'])}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- run
+
+def cmd_run(args) -> int:
+    from labkit.notebooks import resolve
+    from labkit.params import check_choice, check_seed, SCALES
+    from labkit.runs import execute, execute_seeds
+
+    nb = resolve(args.notebook)
+    check_choice("scale", args.scale, SCALES)
+    seeds = [check_seed(_parse_value(s)) for s in (args.seed or ["0"])]
+    params = {}
+    for key, value in args.param or []:
+        params[key] = _parse_value(value)
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"workers must be an integer >= 1; got {args.workers}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ParameterError(f"timeout must be a number > 0; got {args.timeout}")
+    from labkit.runs import check_params
+
+    params = check_params(nb, params)
+    print(f"running {nb.stem} at scale {args.scale}, seed{'s' if len(seeds) > 1 else ''} "
+          f"{' '.join(map(str, seeds))}" + (f", {params}" if params else ""), flush=True)
+
+    if len(seeds) == 1:
+        r = execute(nb, scale=args.scale, seed=seeds[0], params=params, out_dir=args.out,
+                    timeout=args.timeout)
+        if r.results:
+            width = max(len(k) for k in r.results)
+            for k, v in r.results.items():
+                print(f"  {k.ljust(width)}  {_show(v)}")
+        if not r.ok:
+            print(f"run directory: {r.run_dir}", flush=True)
+            _err(f"{nb.stem} failed: {r.error}; see {r.notebook_out}")
+            return EXIT_USAGE if r.error_name == "ParameterError" else EXIT_FAILED
+        print(f"run directory: {r.run_dir}")
+        return EXIT_OK
+
+    def progress(r):
+        state = "ok" if r.ok else f"FAILED ({r.error})"
+        print(f"  seed {r.seed}: {state} in {r.duration:.1f}s", flush=True)
+
+    g = execute_seeds(nb, scale=args.scale, seeds=seeds, params=params, out_dir=args.out,
+                      workers=args.workers, timeout=args.timeout, on_result=progress)
+    print()
+    print(g.table())
+    print()
+    failed = [r for r in g.runs if not r.ok]
+    for r in failed:
+        _err(f"{nb.stem} seed {r.seed} failed: {r.error}; see {r.notebook_out}")
+    print(f"run directory: {g.dir}")
+    if failed:
+        return EXIT_USAGE if all(r.error_name == "ParameterError" for r in failed) else EXIT_FAILED
+    return EXIT_OK
+
+
+def _show(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 100 else s[:97] + "..."
+
+
+# ---------------------------------------------------------------------------- results
+
+def cmd_results(args) -> int:
+    from labkit.recording import results
+    from labkit.runs import format_table, load_summary
+
+    path = Path(args.path)
+    if not path.exists():
+        raise ParameterError(f"no such notebook or run directory: {path}")
+    if path.is_dir() and (path / "summary.json").exists():
+        doc = load_summary(path)
+        if args.json:
+            print(json.dumps(doc, indent=1))
+        else:
+            print(format_table(doc.get("summary", []), by=doc.get("by", [])))
+        return EXIT_OK
+    try:
+        values = results(path, decode=not args.json)
+    except (FileNotFoundError, ValueError) as e:
+        raise ParameterError(str(e)) from None
+    if args.json:
+        print(json.dumps(values, indent=1))
+        return EXIT_OK
+    if not values:
+        print("(no recorded values)")
+    width = max([len(k) for k in values] + [1])
+    for k, v in values.items():
+        print(f"{k.ljust(width)}  {_show(v)}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+def _dispatch(module: str, what: str, argv) -> int:
+    try:
+        mod = import_module(module)
+    except ImportError as e:
+        if e.name and module.startswith(e.name) or e.name == module:
+            _err(f"labkit {what} is not available here ({module} is missing)")
+            return EXIT_USAGE
+        raise
+    main = getattr(mod, "main", None)
+    if main is None:
+        _err(f"labkit {what} is not available here ({module} has no main)")
+        return EXIT_USAGE
+    rc = main(list(argv))
+    return int(rc or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="labkit", description="labkit: a notebook-first lab for self-evolving "
+                                            "learning systems.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("list", help="notebooks, their papers, and paper coverage")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="execute a notebook with papermill (several seeds in parallel)")
+    p.add_argument("notebook", help="a path, or a short name: 02, entropy_mechanism, "
+                                    "02_entropy_mechanism")
+    p.add_argument("--scale", default="workshop", help="smoke | workshop | gpu (default workshop)")
+    p.add_argument("--seed", nargs="+", metavar="N", help="one or more seeds (default 0); "
+                   "several run as parallel processes and are aggregated (mean ± std)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="set a notebook parameter (VALUE parsed as JSON when possible)")
+    p.add_argument("--out", metavar="DIR", help="parent directory of the run directory "
+                   "(default runs/<NN_name>/, or $LABKIT_RUNS_ROOT/<NN_name>/)")
+    p.add_argument("--workers", type=int, help="parallel processes for several seeds "
+                   "(default: one per CPU)")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell")
+
+    p = sub.add_parser("results", help="recorded values of an executed notebook or run directory")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("pretrain", help="pretrain a tiny base model (labkit pretrain --help)",
+                   add_help=False)
+    sub.add_parser("bench", help="speed comparisons with peer libraries (labkit bench --help)",
+                   add_help=False)
+    return ap
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "pretrain":
+        return _dispatch("labkit.policy.pretrain", "pretrain", argv[1:])
+    if argv and argv[0] == "bench":
+        return _dispatch("labkit.bench", "bench", argv[1:])
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+        if args.command is None:
+            ap.print_help()
+            return EXIT_USAGE
+        return {"list": cmd_list, "run": cmd_run, "results": cmd_results}[args.command](args)
+    except (_Usage, ParameterError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:  # `labkit list | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

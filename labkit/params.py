@@ -1,0 +1,471 @@
+"""Scales, parameter validation, seeding, device choice and the run directory.
+
+Every notebook's setup cell calls :func:`setup` right after its ``parameters`` cell::
+
+    import labkit
+    run = labkit.setup(scale=scale, seed=seed, device=device)
+    steps = run.pick(steps, smoke=3, workshop=200, gpu=2000, min=1)
+
+A bad value fails there with a one-line :class:`ParameterError` that names the parameter
+and says what is accepted, e.g. ``scale must be one of smoke, workshop, gpu; got 'big'``.
+
+The run directory: ``labkit run`` (and :mod:`labkit.runs`) sets ``LABKIT_RUN_DIR`` for the
+kernel; otherwise each call makes a fresh directory under ``$LABKIT_RUNS_ROOT`` (or
+``<repo>/runs/interactive``) named ``<timestamp>-<pid>-<random>`` so that concurrent runs
+never clash. It receives ``metrics.jsonl`` (:meth:`Run.log`), ``results.json``
+(:func:`labkit.record`, in labkit/recording.py) and ``setup.json``.
+"""
+from __future__ import annotations
+
+import atexit
+import builtins
+import contextlib
+import datetime as _dt
+import json
+import math
+import numbers
+import os
+import platform
+import random
+import secrets
+import sys
+import time
+from pathlib import Path
+
+SCALES = ("smoke", "workshop", "gpu")
+
+__all__ = [
+    "SCALES", "ParameterError", "Run", "setup", "current_run",
+    "check_int", "check_float", "check_choice", "check_bool",
+    "resolve_device", "available_devices", "runs_root", "new_run_dir",
+]
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value that is not accepted. The message is one line."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+# ---------------------------------------------------------------------------- validation
+
+def _fmt(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _bounds_text(kind: str, min=None, max=None, gt=None) -> str:
+    if gt is not None and max is not None:
+        return f"{kind} in ({_fmt(gt)}, {_fmt(max)}]"
+    if min is not None and max is not None:
+        return f"{kind} in [{_fmt(min)}, {_fmt(max)}]"
+    if gt is not None:
+        return f"{kind} > {_fmt(gt)}"
+    if min is not None:
+        return f"{kind} >= {_fmt(min)}"
+    if max is not None:
+        return f"{kind} <= {_fmt(max)}"
+    return kind
+
+
+def _is_int(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    # numpy / torch integer scalars
+    return type(value).__name__ in {"int8", "int16", "int32", "int64", "uint8", "uint16",
+                                    "uint32", "uint64"} and hasattr(value, "item")
+
+
+def check_int(name: str, value, min=None, max=None) -> int:
+    """Return ``value`` as an int, or raise a one-line :class:`ParameterError`.
+
+    >>> check_int("steps", -3, min=1)
+    Traceback (most recent call last):
+    labkit.params.ParameterError: steps must be an integer >= 1; got -3
+    """
+    want = _bounds_text("an integer", min=min, max=max)
+    if not _is_int(value):
+        raise ParameterError(f"{name} must be {want}; got {_fmt(value)}")
+    value = int(value)
+    if (min is not None and value < min) or (max is not None and value > max):
+        raise ParameterError(f"{name} must be {want}; got {value}")
+    return value
+
+
+def check_float(name: str, value, min=None, max=None, gt=None) -> float:
+    """Return ``value`` as a finite float (ints accepted), or raise a one-line ParameterError.
+
+    ``min``/``max`` are inclusive bounds, ``gt`` a strict lower bound (``lr``: ``gt=0``).
+    """
+    want = _bounds_text("a finite number", min=min, max=max, gt=gt)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) and not (
+            hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
+        raise ParameterError(f"{name} must be {want}; got {_fmt(value)}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be {want}; got {_fmt(value)}") from None
+    if (not math.isfinite(value) or (min is not None and value < min)
+            or (max is not None and value > max) or (gt is not None and value <= gt)):
+        raise ParameterError(f"{name} must be {want}; got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices):
+    """Return ``value`` if it is one of ``choices``, or raise a one-line ParameterError.
+
+    >>> check_choice("scale", "big", ("smoke", "workshop", "gpu"))
+    Traceback (most recent call last):
+    labkit.params.ParameterError: scale must be one of smoke, workshop, gpu; got 'big'
+    """
+    choices = list(choices)
+    try:
+        ok = any(value is c or (type(value) is type(c) and value == c) for c in choices)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        listed = ", ".join(str(c) for c in choices)
+        raise ParameterError(f"{name} must be one of {listed}; got {_fmt(value)}")
+    return value
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is True or False, or raise a one-line ParameterError."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"{name} must be True or False; got {_fmt(value)}")
+    return value
+
+
+def check_seed(seed) -> int:
+    if not _is_int(seed) or int(seed) < 0:
+        raise ParameterError(f"seed must be a non-negative integer; got {_fmt(seed)}")
+    if int(seed) >= 2 ** 32:
+        raise ParameterError(f"seed must be a non-negative integer below 2**32; got {seed}")
+    return int(seed)
+
+
+# ---------------------------------------------------------------------------- devices
+
+def available_devices() -> list[str]:
+    """Device strings that work here, in the order ``auto`` prefers them (CPU last)."""
+    import torch
+
+    out = []
+    if torch.cuda.is_available():
+        out.append("cuda")
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    out.append("cpu")
+    return out
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` -> CUDA, then MPS, then CPU; otherwise check that ``device`` exists here.
+
+    Returns a :class:`torch.device`; raises a one-line ParameterError listing what is available.
+    """
+    import torch
+
+    avail = available_devices()
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device == "auto":
+        return torch.device(avail[0])
+    accepted = ", ".join(["auto", "cpu"] + [d for d in avail if d != "cpu"])
+    if not isinstance(device, str):
+        raise ParameterError(f"device must be a string; accepted: {accepted}; got {_fmt(device)}")
+    if device not in avail:
+        raise ParameterError(f"device {device!r} is not available here; accepted: {accepted}")
+    return torch.device(device)
+
+
+# ---------------------------------------------------------------------------- run dirs
+
+def _repo_root() -> Path | None:
+    try:
+        from labkit.paths import REPO_ROOT
+    except Exception:  # pragma: no cover - paths is the lead's module
+        REPO_ROOT = Path(__file__).resolve().parent.parent
+    return REPO_ROOT if (Path(REPO_ROOT) / "pyproject.toml").exists() else None
+
+
+def runs_root() -> Path:
+    """Where run directories go: ``$LABKIT_RUNS_ROOT``, else ``<repo>/runs`` in a source
+    checkout, else ``./runs``."""
+    env = os.environ.get("LABKIT_RUNS_ROOT")
+    if env:
+        return Path(env).expanduser()
+    root = _repo_root()
+    return (root / "runs") if root is not None else Path.cwd() / "runs"
+
+
+def new_run_dir(parent: Path, label: str = "") -> Path:
+    """Create and return a fresh directory ``parent/<timestamp>[-label]-<pid>-<random>``."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    mid = f"-{label}" if label else ""
+    while True:
+        path = parent / f"{stamp}{mid}-{os.getpid()}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # pragma: no cover - 24 random bits
+            continue
+
+
+# ---------------------------------------------------------------------------- JSON
+
+def jsonable(value, *, nonfinite="null"):
+    """Convert numpy/torch scalars and arrays, tuples, Paths to plain JSON values.
+
+    Non-finite floats become ``None`` (``nonfinite="null"``) or the strings ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"`` (``nonfinite="string"``). Raises TypeError otherwise.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        if math.isfinite(f):
+            return f
+        if nonfinite == "string":
+            return "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity")
+        return None
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                if isinstance(k, (int, float, bool)):
+                    k = str(k)
+                else:
+                    raise TypeError(f"dict keys must be strings; got {type(k).__name__}")
+            out[k] = jsonable(v, nonfinite=nonfinite)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, nonfinite=nonfinite) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    # numpy / torch: scalars and arrays (tolist covers both; detach for tensors)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+    if hasattr(value, "tolist") and (hasattr(value, "dtype") or hasattr(value, "shape")):
+        return jsonable(value.tolist(), nonfinite=nonfinite)
+    if hasattr(value, "item"):
+        return jsonable(value.item(), nonfinite=nonfinite)
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+
+
+# ---------------------------------------------------------------------------- the run
+
+_CURRENT = None
+
+
+def current_run():
+    """The Run made by the last :func:`setup` in this process, or None."""
+    return _CURRENT
+
+
+def _caller_arg_name(frame) -> str | None:
+    """Best effort: the source text of the first argument of the call being executed in
+    ``frame`` (so ``run.pick(steps, ...)`` knows it is picking ``steps``)."""
+    import ast
+    import linecache
+
+    try:
+        lines = linecache.getlines(frame.f_code.co_filename, frame.f_globals)
+        if not lines:
+            return None
+        pos = None
+        if hasattr(frame.f_code, "co_positions"):
+            positions = list(frame.f_code.co_positions())
+            idx = frame.f_lasti // 2
+            if 0 <= idx < len(positions):
+                pos = positions[idx]
+        if pos and None not in pos:
+            l0, l1, c0, c1 = pos
+            seg = lines[l0 - 1:l1]
+            if len(seg) == 1:
+                text = seg[0][c0:c1]
+            else:
+                text = seg[0][c0:] + "".join(seg[1:-1]) + seg[-1][:c1]
+        else:
+            text = lines[frame.f_lineno - 1].strip()
+            text = text.split("=", 1)[1] if "=" in text.split("(", 1)[0] else text
+        tree = ast.parse(text.strip(), mode="eval")
+        call = tree.body
+        if isinstance(call, ast.Call) and call.args:
+            arg = call.args[0]
+            if isinstance(arg, ast.Name):
+                return arg.id
+            if isinstance(arg, ast.Attribute):
+                return arg.attr
+    except Exception:
+        return None
+    return None
+
+
+class Run:
+    """What :func:`setup` returns: the validated scale, seed and device, and the run directory."""
+
+    def __init__(self, scale: str, seed: int, device, dir: Path):
+        self.scale = scale
+        self.seed = seed
+        self.device = device
+        self.dir = Path(dir)
+        self.results: dict = {}
+        self._t0 = time.time()
+        self._metrics = None
+        self._last_sync = 0.0
+
+    def __repr__(self):
+        return f"Run(scale={self.scale!r}, seed={self.seed}, device={str(self.device)!r}, dir={str(self.dir)!r})"
+
+    # -- scales
+    def pick(self, value, *, smoke, workshop, gpu, min=None, max=None, gt=None, choices=None,
+             name=None):
+        """``value`` if it is not None, else this scale's default; validated.
+
+        The type comes from the defaults (int defaults accept ints, float defaults any finite
+        number, str defaults any string); ``min``/``max``/``gt``/``choices`` add bounds. The
+        parameter's name in messages is taken from the call (``run.pick(steps, ...)`` ->
+        ``steps``) or given as ``name=``.
+        """
+        defaults = {"smoke": smoke, "workshop": workshop, "gpu": gpu}
+        if value is None:
+            return defaults[self.scale]
+        if name is None:
+            name = _caller_arg_name(sys._getframe(1)) or "value"
+        kinds = {type(v) for v in defaults.values() if v is not None}
+        if choices is not None:
+            return check_choice(name, value, choices)
+        if kinds and kinds <= {int}:
+            if gt is not None:
+                lo = int(math.floor(gt)) + 1
+                min = lo if min is None else builtins.max(min, lo)
+            return check_int(name, value, min=min, max=max)
+        if kinds and kinds <= {int, float}:
+            return check_float(name, value, min=min, max=max, gt=gt)
+        if kinds == {bool}:
+            return check_bool(name, value)
+        if kinds == {str} and not isinstance(value, str):
+            raise ParameterError(f"{name} must be a string; got {_fmt(value)}")
+        return value
+
+    # -- metrics
+    def log(self, step, metrics: dict | None = None, **kw):
+        """Append ``{"step": step, "time": seconds, **metrics}`` as a JSON line to
+        ``<dir>/metrics.jsonl``. Flushed every call (an interrupted run keeps what it measured)
+        and fsynced at most every few seconds. Accepts torch/numpy scalars; NaN/inf -> null."""
+        row = {"step": jsonable(step), "time": round(time.time() - self._t0, 3)}
+        values = dict(metrics or {}, **kw)
+        for k, v in values.items():
+            try:
+                row[str(k)] = jsonable(v)
+            except TypeError as e:
+                raise TypeError(f"run.log: metric {k!r}: {e}") from None
+        if self._metrics is None or self._metrics.closed:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
+        self._metrics.flush()
+        now = time.monotonic()
+        if now - self._last_sync > 5.0:
+            self._last_sync = now
+            try:
+                os.fsync(self._metrics.fileno())
+            except OSError:  # pragma: no cover
+                pass
+
+    def close(self):
+        """Flush and close ``metrics.jsonl`` (also done at interpreter exit)."""
+        if self._metrics is not None and not self._metrics.closed:
+            self._metrics.flush()
+            try:
+                os.fsync(self._metrics.fileno())
+            except OSError:  # pragma: no cover
+                pass
+            self._metrics.close()
+
+    def metrics(self) -> list[dict]:
+        """The rows logged so far (read back from ``metrics.jsonl``)."""
+        path = self.dir / "metrics.jsonl"
+        if self._metrics is not None and not self._metrics.closed:
+            self._metrics.flush()
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    # -- precision
+    def autocast(self):
+        """bf16 autocast on CUDA; a no-op context elsewhere."""
+        if getattr(self.device, "type", None) == "cuda":
+            import torch
+
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _seed_everything(seed: int):
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+    import torch
+
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def setup(scale="workshop", seed=0, device="auto") -> Run:
+    """Validate the standard parameters, seed python/numpy/torch, resolve the device and open
+    the run directory. Returns a :class:`Run`."""
+    global _CURRENT
+    check_choice("scale", scale, SCALES)
+    seed = check_seed(seed)
+    dev = resolve_device(device)
+    _seed_everything(seed)
+
+    env_dir = os.environ.get("LABKIT_RUN_DIR")
+    if env_dir:
+        run_dir = Path(env_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        try:
+            run_dir = new_run_dir(runs_root() / "interactive")
+        except OSError:
+            import tempfile
+
+            run_dir = new_run_dir(Path(tempfile.gettempdir()) / "labkit-runs")
+    if _CURRENT is not None:
+        _CURRENT.close()
+    run = Run(scale, seed, dev, run_dir)
+    try:
+        (run_dir / "metrics.jsonl").touch()  # every run directory has one, possibly empty
+        import torch
+
+        info = {"scale": scale, "seed": seed, "device": str(dev), "requested_device": str(device),
+                "torch": torch.__version__, "python": platform.python_version(),
+                "started": _dt.datetime.now().isoformat(timespec="seconds")}
+        (run_dir / "setup.json").write_text(json.dumps(info, indent=1) + "\n")
+    except OSError:  # pragma: no cover
+        pass
+    _CURRENT = run
+    return run
+
+
+def _close_current():  # pragma: no cover - interpreter exit
+    if _CURRENT is not None:
+        _CURRENT.close()
+
+
+atexit.register(_close_current)

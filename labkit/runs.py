@@ -1,0 +1,478 @@
+"""Executing notebooks with papermill into run directories, over seeds in parallel.
+
+A *run* is one papermill execution of one notebook with one scale, seed and parameter set,
+in its own directory::
+
+    <run dir>/
+      NN_name.ipynb   the executed notebook (saved after every cell)
+      run.json        notebook, scale, seed, params, status (running|ok|failed), error, duration
+      setup.json      what labkit.setup resolved (device, versions)
+      metrics.jsonl   run.log(...) rows, flushed every step
+      results.json    labkit.record(...) values, written atomically
+
+The kernel gets ``LABKIT_RUN_DIR`` (so ``labkit.setup`` uses that directory) and
+``LABKIT_LIVE=0`` (headless figures), runs with the notebook's directory as cwd, and the
+caller's environment is never modified.
+
+Several seeds (and, later, parameter grids: issue 14) are *cells* (:class:`RunSpec`),
+executed by :func:`run_specs` in a process pool; :func:`summarize` aggregates the recorded
+values to mean ± std per parameter setting. A group of runs lives in one directory::
+
+    <group dir>/seed0/ seed1/ ...  summary.json  summary.csv
+
+:func:`execute_spec` is the unit of work: a plain function of a picklable spec, so any
+executor (a process pool here, Ray tasks later) can run it.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit.notebooks import NotebookInfo, resolve
+from labkit.params import SCALES, ParameterError, check_choice, check_seed, new_run_dir, runs_root
+from labkit.recording import _decode, read_notebook_records, write_json_atomic
+
+__all__ = ["RunSpec", "RunResult", "Group", "execute", "execute_seeds", "execute_spec",
+           "run_specs", "summarize", "format_table", "write_summary", "load_summary",
+           "notebook_parameters", "check_params"]
+
+_RESERVED = ("scale", "seed")
+
+
+@dataclass
+class RunSpec:
+    """One cell of work: execute ``notebook`` at ``scale``/``seed`` with ``params`` into
+    ``run_dir`` (which must not hold a finished run)."""
+    notebook: str
+    scale: str
+    seed: int
+    params: dict = field(default_factory=dict)
+    run_dir: str = ""
+    timeout: float | None = None       # seconds per cell (None: no limit)
+    threads: int | None = None         # OMP/MKL threads for the kernel (None: leave as is)
+    env: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    run_dir: Path
+    ok: bool
+    results: dict
+    error: str | None = None
+    error_name: str | None = None
+    duration: float = 0.0
+
+    @property
+    def seed(self):
+        return self.spec.seed
+
+    @property
+    def params(self):
+        return self.spec.params
+
+    @property
+    def notebook_out(self) -> Path:
+        return self.run_dir / Path(self.spec.notebook).name
+
+    def to_dict(self) -> dict:
+        return {"notebook": self.spec.notebook, "scale": self.spec.scale, "seed": self.spec.seed,
+                "params": self.spec.params, "run_dir": str(self.run_dir), "ok": self.ok,
+                "error": self.error, "error_name": self.error_name,
+                "duration": round(self.duration, 2), "results": self.results}
+
+
+@dataclass
+class Group:
+    """Runs of one notebook over several seeds (and/or parameter settings)."""
+    dir: Path
+    runs: list
+    summary: list
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.runs)
+
+    def table(self, by=()) -> str:
+        return format_table(self.summary, by=by)
+
+
+# ---------------------------------------------------------------------------- parameters
+
+def notebook_parameters(notebook) -> dict:
+    """Names of the notebook's ``parameters`` cell -> their literal defaults (None where the
+    default is not a literal). Parsed with ``ast``, so comments and expressions are fine."""
+    from labkit.notebooks import assigned_names, literal_defaults, parameters_cell
+
+    path = notebook.path if isinstance(notebook, NotebookInfo) else Path(notebook)
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cell = parameters_cell(nb)
+    if cell is None:
+        raise ParameterError(f"{Path(path).name} has no cell tagged 'parameters'")
+    src = "".join(cell.get("source", []))
+    try:
+        names = assigned_names(src)
+    except SyntaxError as e:
+        raise ParameterError(f"{Path(path).name}: the parameters cell does not parse ({e})") from None
+    defaults = literal_defaults(src)
+    return {n: defaults.get(n) for n in names}
+
+
+def check_params(notebook, params: dict) -> dict:
+    """Reject ``params`` keys that the notebook's parameters cell does not define
+    (one-line ParameterError listing the accepted knobs)."""
+    params = dict(params or {})
+    for k in _RESERVED:
+        if k in params:
+            raise ParameterError(f"set {k} with --{k}, not as a -p parameter")
+    known = notebook_parameters(notebook)
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        stem = notebook.stem if isinstance(notebook, NotebookInfo) else Path(notebook).stem
+        accepted = ", ".join(k for k in known if k not in _RESERVED) or "(none)"
+        raise ParameterError(f"unknown parameter {unknown[0]!r} for {stem}; accepted: {accepted}")
+    return params
+
+
+# ---------------------------------------------------------------------------- one run
+
+def _kernel_manager_class(extra_env: dict):
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LabkitKernelManager(AsyncKernelManager):
+        """Starts the kernel with the run's environment, leaving os.environ untouched."""
+
+        async def start_kernel(self, **kw):
+            env = dict(kw.pop("env", None) or os.environ)
+            env.pop("JPY_SESSION_NAME", None)   # a kernel we start is never a live JupyterLab one
+            env.update(extra_env)
+            return await super().start_kernel(env=env, **kw)
+
+    return LabkitKernelManager
+
+
+def _write_run_json(spec: RunSpec, run_dir: Path, **extra):
+    info = {"notebook": spec.notebook, "scale": spec.scale, "seed": spec.seed,
+            "params": spec.params, **extra}
+    write_json_atomic(run_dir / "run.json", info)
+
+
+def execute_spec(spec: RunSpec) -> RunResult:
+    """Execute one :class:`RunSpec` with papermill in this process. Never raises for a
+    notebook that fails: the result says ``ok=False`` with a one-line ``error``."""
+    import logging
+
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    # papermill's own parameter-cell parser warns about comments containing "="; harmless
+    logging.getLogger("papermill.translators").setLevel(logging.ERROR)
+
+    nb_path = Path(spec.notebook).resolve()
+    run_dir = Path(spec.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_nb = run_dir / nb_path.name
+    env = {"LABKIT_RUN_DIR": str(run_dir), "LABKIT_LIVE": "0", "PYTHONHASHSEED": "0"}
+    if spec.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(spec.threads)
+    env.update({k: str(v) for k, v in (spec.env or {}).items()})
+    started = _dt.datetime.now().isoformat(timespec="seconds")
+    _write_run_json(spec, run_dir, status="running", started=started)
+    parameters = {"scale": spec.scale, "seed": spec.seed, **(spec.params or {})}
+    t0 = time.time()
+    error = error_name = None
+    try:
+        pm.execute_notebook(
+            str(nb_path), str(out_nb), parameters=parameters, cwd=str(nb_path.parent),
+            kernel_manager_class=_kernel_manager_class(env), progress_bar=False,
+            log_output=False, request_save_on_cell_execute=True,
+            execution_timeout=spec.timeout,
+            # ipykernel warns on every start that loopback TCP is unencrypted; keep errors only
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        )
+    except PapermillExecutionError as e:
+        error_name = e.ename
+        evalue = " ".join(str(e.evalue).split())
+        error = f"{e.ename}: {evalue} (cell {e.exec_count})"
+    except Exception as e:  # kernel died, timeout, unreadable notebook...
+        error_name = type(e).__name__
+        msg = " ".join(str(e).split()) or traceback.format_exc().splitlines()[-1]
+        error = f"{error_name}: {msg[:300]}"
+    duration = time.time() - t0
+    results = {}
+    rj = run_dir / "results.json"
+    try:
+        if rj.exists():
+            results = json.loads(rj.read_text())
+        elif out_nb.exists():
+            results = read_notebook_records(out_nb)
+    except (OSError, ValueError):
+        pass
+    ok = error is None
+    _write_run_json(spec, run_dir, status="ok" if ok else "failed", started=started,
+                    duration=round(duration, 2), error=error, error_name=error_name)
+    return RunResult(spec=spec, run_dir=run_dir, ok=ok, results=_decode(results), error=error,
+                     error_name=error_name, duration=duration)
+
+
+def _default_parent(nb: NotebookInfo, out_dir) -> Path:
+    return Path(out_dir) if out_dir is not None else runs_root() / nb.stem
+
+
+def _validate(notebook, scale, params):
+    nb = notebook if isinstance(notebook, NotebookInfo) else resolve(notebook)
+    check_choice("scale", scale, SCALES)
+    params = check_params(nb, params)
+    return nb, params
+
+
+def execute(notebook, scale="workshop", seed=0, params=None, out_dir=None, *, timeout=None,
+            threads=None) -> RunResult:
+    """Execute ``notebook`` (a path or a short name such as ``"02"``) once, in a fresh run
+    directory created inside ``out_dir`` (default ``runs/<NN_name>/``). Returns the
+    :class:`RunResult`; ``result.run_dir``, ``result.results``, ``result.ok``/``error``."""
+    nb, params = _validate(notebook, scale, params)
+    seed = check_seed(seed)
+    run_dir = new_run_dir(_default_parent(nb, out_dir), label=f"{scale}-seed{seed}")
+    spec = RunSpec(notebook=str(nb.path), scale=scale, seed=seed, params=params,
+                   run_dir=str(run_dir), timeout=timeout, threads=threads)
+    return execute_spec(spec)
+
+
+# ---------------------------------------------------------------------------- many runs
+
+def default_workers(n_cells: int) -> int:
+    return max(1, min(n_cells, os.cpu_count() or 1))
+
+
+def run_specs(specs, workers=None, on_result=None) -> list[RunResult]:
+    """Execute specs in a process pool of ``workers`` (default: one per CPU, at most one per
+    spec); a failing cell never stops the others. Results come back in ``specs`` order;
+    ``on_result(result)`` is called as each finishes. Ctrl-C cancels what has not started."""
+    specs = list(specs)
+    workers = default_workers(len(specs)) if workers is None else max(1, int(workers))
+    cpus = os.cpu_count() or 1
+    for s in specs:
+        if s.threads is None and workers > 1:
+            s.threads = max(1, cpus // min(workers, len(specs)))
+    if workers == 1 or len(specs) == 1:
+        out = []
+        for s in specs:
+            r = execute_spec(s)
+            if on_result:
+                on_result(r)
+            out.append(r)
+        return out
+    import multiprocessing as mp
+
+    results: dict[int, RunResult] = {}
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(specs)),
+                               mp_context=mp.get_context("spawn"))
+    try:
+        futures = {pool.submit(execute_spec, s): i for i, s in enumerate(specs)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                r = fut.result()
+            except Exception as e:  # the worker itself died
+                s = specs[i]
+                r = RunResult(spec=s, run_dir=Path(s.run_dir), ok=False, results={},
+                              error=f"{type(e).__name__}: {e}", error_name=type(e).__name__)
+            results[i] = r
+            if on_result:
+                on_result(r)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [results[i] for i in range(len(specs))]
+
+
+def execute_seeds(notebook, scale="workshop", seeds=(0, 1, 2), params=None, out_dir=None, *,
+                  workers=None, timeout=None, on_result=None) -> Group:
+    """Execute ``notebook`` once per seed, in parallel processes, into one group directory
+    (``<out_dir>/<stamp>-<scale>-seeds0-1-2-.../seed0, seed1, ...``); aggregate the
+    recorded values (mean ± std) into ``summary.json`` and ``summary.csv``."""
+    nb, params = _validate(notebook, scale, params)
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds:
+        raise ParameterError("seed: give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seed values must be distinct; got {' '.join(map(str, seeds))}")
+    label = f"{scale}-seeds{'-'.join(map(str, seeds))}" if len(seeds) <= 6 else \
+        f"{scale}-{len(seeds)}seeds"
+    group = new_run_dir(_default_parent(nb, out_dir), label=label)
+    specs = [RunSpec(notebook=str(nb.path), scale=scale, seed=s, params=params,
+                     run_dir=str(group / f"seed{s}"), timeout=timeout) for s in seeds]
+    runs = run_specs(specs, workers=workers, on_result=on_result)
+    rows = summarize(runs)
+    write_summary(group, runs, rows, meta={"notebook": str(nb.path), "stem": nb.stem,
+                                           "scale": scale, "params": params, "seeds": seeds})
+    return Group(dir=group, runs=runs, summary=rows)
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+def _is_num(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or isinstance(v, bool)
+
+
+def _mean_std(xs):
+    xs = [float(x) for x in xs]
+    finite = [x for x in xs if math.isfinite(x)]
+    if len(finite) != len(xs):
+        return math.nan, math.nan
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def summarize(runs, by=()) -> list[dict]:
+    """Aggregate recorded values of successful runs, grouped by the parameters named in
+    ``by``. One row per (group, recorded name)::
+
+        {**group_params, "name", "n", "mean", "std", "values", "seeds"}
+
+    Numbers (and bools, as 0/1) get mean and sample std (0 for one run); equal-length lists
+    of numbers get element-wise lists; anything else keeps only ``values``."""
+    groups: dict[tuple, list] = {}
+    for r in runs:
+        if not r.ok:
+            continue
+        key = tuple(json.dumps(r.params.get(k), sort_keys=True) for k in by)
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for key, members in groups.items():
+        gp = {k: json.loads(v) for k, v in zip(by, key)}
+        names = []
+        for r in members:
+            for name in r.results:
+                if name not in names:
+                    names.append(name)
+        for name in names:
+            have = [r for r in members if name in r.results]
+            values = [r.results[name] for r in have]
+            row = {**gp, "name": name, "n": len(values), "mean": None, "std": None,
+                   "values": values, "seeds": [r.seed for r in have]}
+            if values and all(_is_num(v) for v in values):
+                row["mean"], row["std"] = _mean_std(values)
+            elif values and all(isinstance(v, list) and v and all(_is_num(x) for x in v)
+                                for v in values) and len({len(v) for v in values}) == 1:
+                cols = list(zip(*values))
+                ms = [_mean_std(c) for c in cols]
+                row["mean"] = [m for m, _ in ms]
+                row["std"] = [s for _, s in ms]
+            rows.append(row)
+    return rows
+
+
+def _fmt_num(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return f"[{len(v)} values]"
+    s = str(v)
+    return s if len(s) <= 24 else s[:21] + "..."
+
+
+def format_table(rows, by=()) -> str:
+    """A plain-text table: parameters, name, mean ± std, n, per-seed values."""
+    head = list(by) + ["name", "mean ± std", "n", "values (by seed)"]
+    body = []
+    for r in rows:
+        if isinstance(r["mean"], (int, float)):
+            ms = f"{_fmt_num(r['mean'])} ± {_fmt_num(r['std'])}"
+        elif isinstance(r["mean"], list):
+            ms = f"[{len(r['mean'])}-vector]"
+        else:
+            ms = "—"
+        vals = "  ".join(f"{s}:{_fmt_num(v)}" for s, v in zip(r["seeds"], r["values"]))
+        body.append([_fmt_num(r.get(k)) for k in by] + [r["name"], ms, str(r["n"]), vals])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)] if body else \
+        [len(h) for h in head]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in body]
+    if not body:
+        lines.append("(no recorded values)")
+    return "\n".join(lines)
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_summary(group_dir, runs, rows, meta=None, by=()):
+    """Write ``summary.json`` (meta, runs, rows) and ``summary.csv`` (one row per
+    recorded name and parameter setting) into ``group_dir``."""
+    group_dir = Path(group_dir)
+    runs_info = []
+    for r in runs:
+        try:
+            rel = str(Path(r.run_dir).relative_to(group_dir))
+        except ValueError:
+            rel = str(r.run_dir)
+        runs_info.append({"seed": r.seed, "params": r.params, "run_dir": rel, "ok": r.ok,
+                          "error": r.error, "duration": round(r.duration, 2)})
+    doc = {**(meta or {}), "by": list(by), "runs": runs_info, "summary": rows}
+    write_json_atomic(group_dir / "summary.json", _json_safe(doc))
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(list(by) + ["name", "mean", "std", "n"] + [f"seed{s}" for s in seeds])
+    for r in rows:
+        scalar = isinstance(r["mean"], (int, float))
+        by_seed = dict(zip(r["seeds"], r["values"]))
+        w.writerow([json.dumps(r.get(k)) if not isinstance(r.get(k), (str, int, float))
+                    else r.get(k) for k in by] + [
+            r["name"], r["mean"] if scalar else "", r["std"] if scalar else "", r["n"]] + [
+            (by_seed[s] if s in by_seed and _is_num(by_seed[s]) else
+             json.dumps(by_seed[s]) if s in by_seed else "") for s in seeds])
+    tmp = group_dir / ".summary.csv.tmp"
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, group_dir / "summary.csv")
+
+
+def load_summary(group_dir) -> dict:
+    """Read ``summary.json`` of a group directory."""
+    path = Path(group_dir) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{group_dir} has no summary.json")
+    return json.loads(path.read_text())
+
+
+def _main():  # pragma: no cover - python -m labkit.runs is an alias of `labkit run`
+    from labkit.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
