@@ -2,11 +2,14 @@
 
     labkit list [--json]
     labkit run NOTEBOOK [--scale S] [--seed N ...] [-p KEY VALUE ...] [--out DIR] [--workers N]
+    labkit sweep NOTEBOOK [--scale S] [--seed N ...] [-p KEY V1 V2 ...] [--metric NAME]
+                 [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
     labkit results PATH [--json]
     labkit pretrain ...      (labkit.policy.pretrain)
     labkit bench ...         (labkit.bench)
 
-Bad input gives a one-line error and exit code 2; a notebook that fails gives exit code 1.
+Bad input gives a one-line error and exit code 2; a notebook that fails gives exit code 1;
+Ctrl-C gives 130 (a sweep keeps its finished cells: run the same command again to resume).
 """
 from __future__ import annotations
 
@@ -164,6 +167,85 @@ def _show(v) -> str:
     return s if len(s) <= 100 else s[:97] + "..."
 
 
+# ---------------------------------------------------------------------------- sweep
+
+def cmd_sweep(args) -> int:
+    import time
+
+    from labkit.sweep import SweepInterrupted, figure_x, run_sweep
+
+    seeds = [_parse_value(x) for x in (args.seed or ["0"])]
+    grid = []
+    for item in args.param or []:
+        key, values = item[0], item[1:]
+        if not values:
+            raise ParameterError(f"-p {key}: give at least one value")
+        grid.append((key, [_parse_value(v) for v in values]))
+    if len({k for k, _ in grid}) != len(grid):
+        dup = next(k for i, (k, _) in enumerate(grid) if k in [x for x, _ in grid[:i]])
+        raise ParameterError(f"parameter {dup} is given twice; give all its values after "
+                             f"one -p {dup}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ParameterError(f"timeout must be a number > 0; got {args.timeout}")
+    state = {"n": 0, "total": 0}
+
+    def event(kind, cell, info):
+        if kind == "start":
+            state["total"] = info["cells"]
+            done = info["cells"] - info["todo"]
+            how = info["executor"]
+            if info["executor"] == "local" and info["workers"]:
+                how += f", {info['workers']} worker{'s' * (info['workers'] != 1)}"
+            elif info["executor"] == "ray":
+                how += f" at {info['address']}" if info["address"] else " (local)"
+            print(f"sweep directory: {info['dir']}")
+            print(f"{info['cells']} cells, {done} already done, {info['todo']} to run "
+                  f"({how})", flush=True)
+            if info["stale"]:
+                print("warning: the notebook changed since the finished cells ran; they are "
+                      "kept (use another --out to run everything again)", flush=True)
+            return
+        state["n"] += 1
+        head = f"  [{state['n']}/{state['total']}] {cell.label}:"
+        if kind == "done":
+            print(f"{head} done before (skipped)", flush=True)
+        else:
+            r = info
+            what = "ok" if r.ok else f"FAILED ({r.error})"
+            print(f"{head} {what} in {r.duration:.1f}s", flush=True)
+
+    t0 = time.time()
+    try:
+        sw = run_sweep(args.notebook, scale=args.scale, seeds=seeds, grid=dict(grid),
+                       out=args.out, executor=args.executor, address=args.address,
+                       workers=args.workers, metric=args.metric, timeout=args.timeout,
+                       on_event=event)
+    except SweepInterrupted as e:
+        sw = e.sweep
+        finished = sum(c.status in ("ok", "done", "failed") for c in sw.cells)
+        _err(f"interrupted: {finished} of {len(sw.cells)} cells finished and are kept in "
+             f"{sw.dir}; run the same command again to resume")
+        return 130
+    wall = time.time() - t0
+    print()
+    print(sw.table())
+    print()
+    if sw.figure is not None:
+        print(f"figure: {sw.figure} ({sw.metric} against {figure_x(sw.grid)}; "
+              f"also figure.svg, figure.json)")
+    for problem in sw.problems:
+        _err(problem)
+    for c in sw.failed:
+        _err(f"{sw.notebook.stem} {c.label} failed: {c.result.error}; "
+             f"see {c.result.notebook_out}")
+    print(f"{len(sw.cells)} cells in {wall:.1f}s; summary: {sw.dir / 'summary.csv'}")
+    print(f"sweep directory: {sw.dir}")
+    if sw.failed:
+        return EXIT_USAGE if all(c.result.error_name == "ParameterError"
+                                 for c in sw.failed) else EXIT_FAILED
+    return EXIT_USAGE if sw.problems else EXIT_OK
+
+
 # ---------------------------------------------------------------------------- results
 
 def cmd_results(args) -> int:
@@ -235,6 +317,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: one per CPU)")
     p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell")
 
+    p = sub.add_parser("sweep", help="a grid of seeds x parameter values: one run per cell, "
+                                     "aggregated (mean ± std) with a figure; resumable")
+    p.add_argument("notebook", help="a path, or a short name: 02, entropy_mechanism, "
+                                    "02_entropy_mechanism")
+    p.add_argument("--scale", default="workshop", help="smoke | workshop | gpu (default workshop)")
+    p.add_argument("--seed", nargs="+", metavar="N", help="seeds (default 0)")
+    p.add_argument("-p", "--param", nargs="+", action="append", metavar=("KEY", "V"),
+                   help="a swept parameter and its values: -p lr 1e-4 3e-4 (each value "
+                        "parsed as JSON when possible); several -p make a grid")
+    p.add_argument("--metric", metavar="NAME", help="the recorded value to plot (default: the "
+                   "first numeric one the notebook declares or records)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: a process pool on this machine (default); ray: one Ray task "
+                        "per cell (pip install 'ray>=2.9')")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address for --executor ray "
+                   "(default: start a local Ray)")
+    p.add_argument("--workers", type=int, metavar="N", help="cells at a time (local: at most "
+                   "the CPU count, default one per CPU; ray: default all)")
+    p.add_argument("--out", metavar="DIR", help="the sweep directory (default "
+                   "runs/<NN_name>/sweep-<scale>-<keys>); the same directory resumes")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell")
+
     p = sub.add_parser("results", help="recorded values of an executed notebook or run directory")
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -258,7 +362,8 @@ def main(argv=None) -> int:
         if args.command is None:
             ap.print_help()
             return EXIT_USAGE
-        return {"list": cmd_list, "run": cmd_run, "results": cmd_results}[args.command](args)
+        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
+                "results": cmd_results}[args.command](args)
     except (_Usage, ParameterError) as e:
         _err(str(e))
         return EXIT_USAGE

@@ -5,7 +5,8 @@ in its own directory::
 
     <run dir>/
       NN_name.ipynb   the executed notebook (saved after every cell)
-      run.json        notebook, scale, seed, params, status (running|ok|failed), error, duration
+      run.json        notebook, scale, seed, params, status (running|ok|failed|interrupted),
+                      error, duration
       setup.json      what labkit.setup resolved (device, versions)
       metrics.jsonl   run.log(...) rows, flushed every step
       results.json    labkit.record(...) values, written atomically
@@ -14,14 +15,15 @@ The kernel gets ``LABKIT_RUN_DIR`` (so ``labkit.setup`` uses that directory) and
 ``LABKIT_LIVE=0`` (headless figures), runs with the notebook's directory as cwd, and the
 caller's environment is never modified.
 
-Several seeds (and, later, parameter grids: issue 14) are *cells* (:class:`RunSpec`),
+Several seeds (and parameter grids: :mod:`labkit.sweep`) are *cells* (:class:`RunSpec`),
 executed by :func:`run_specs` in a process pool; :func:`summarize` aggregates the recorded
 values to mean ± std per parameter setting. A group of runs lives in one directory::
 
     <group dir>/seed0/ seed1/ ...  summary.json  summary.csv
 
 :func:`execute_spec` is the unit of work: a plain function of a picklable spec, so any
-executor (a process pool here, Ray tasks later) can run it.
+executor (a process pool here, Ray tasks in :mod:`labkit.sweep`) can run it; :func:`load_run`
+reads a finished cell back (resuming a sweep).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ from labkit.params import SCALES, ParameterError, check_choice, check_seed, new_
 from labkit.recording import _decode, read_notebook_records, write_json_atomic
 
 __all__ = ["RunSpec", "RunResult", "Group", "execute", "execute_seeds", "execute_spec",
-           "run_specs", "summarize", "format_table", "write_summary", "load_summary",
+           "run_specs", "load_run", "mark_interrupted", "summarize", "format_table",
+           "write_summary", "load_summary",
            "notebook_parameters", "check_params"]
 
 _RESERVED = ("scale", "seed")
@@ -209,6 +212,11 @@ def execute_spec(spec: RunSpec) -> RunResult:
         error_name = type(e).__name__
         msg = " ".join(str(e).split()) or traceback.format_exc().splitlines()[-1]
         error = f"{error_name}: {msg[:300]}"
+    except KeyboardInterrupt:  # Ctrl-C in this process: say so, so a resume runs it again
+        _write_run_json(spec, run_dir, status="interrupted", started=started,
+                        duration=round(time.time() - t0, 2), error="interrupted",
+                        error_name="KeyboardInterrupt")
+        raise
     duration = time.time() - t0
     results = {}
     rj = run_dir / "results.json"
@@ -256,17 +264,45 @@ def default_workers(n_cells: int) -> int:
     return max(1, min(n_cells, os.cpu_count() or 1))
 
 
-def run_specs(specs, workers=None, on_result=None) -> list[RunResult]:
+def _worker_init():  # pragma: no cover - runs in the pool's processes
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops
+    # (see run_specs), the workers do not each die half-way through a save.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def mark_interrupted(spec: RunSpec) -> None:
+    """Turn a ``running`` run.json of ``spec`` (its process was stopped) into
+    ``interrupted``, so that a resume knows to run it again."""
+    rj = Path(spec.run_dir) / "run.json"
+    try:
+        info = json.loads(rj.read_text())
+    except (OSError, ValueError):
+        return
+    if info.get("status") == "running":
+        info.update(status="interrupted", error="interrupted", error_name="KeyboardInterrupt")
+        write_json_atomic(rj, info)
+
+
+def run_specs(specs, workers=None, on_result=None, *, processes=None) -> list[RunResult]:
     """Execute specs in a process pool of ``workers`` (default: one per CPU, at most one per
     spec); a failing cell never stops the others. Results come back in ``specs`` order;
-    ``on_result(result)`` is called as each finishes. Ctrl-C cancels what has not started."""
+    ``on_result(result)`` is called as each finishes.
+
+    One worker (or one spec) runs in this process unless ``processes=True``. Ctrl-C
+    (KeyboardInterrupt in this process) cancels what has not started, stops the cells that
+    are running (their worker processes are terminated; their kernels exit with them; their
+    run.json says ``interrupted``) and re-raises: finished cells are kept on disk."""
     specs = list(specs)
     workers = default_workers(len(specs)) if workers is None else max(1, int(workers))
     cpus = os.cpu_count() or 1
     for s in specs:
         if s.threads is None and workers > 1:
             s.threads = max(1, cpus // min(workers, len(specs)))
-    if workers == 1 or len(specs) == 1:
+    if not specs:
+        return []
+    if (workers == 1 or len(specs) == 1) and not processes:
         out = []
         for s in specs:
             r = execute_spec(s)
@@ -278,7 +314,8 @@ def run_specs(specs, workers=None, on_result=None) -> list[RunResult]:
 
     results: dict[int, RunResult] = {}
     pool = ProcessPoolExecutor(max_workers=min(workers, len(specs)),
-                               mp_context=mp.get_context("spawn"))
+                               mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    interrupted = False
     try:
         futures = {pool.submit(execute_spec, s): i for i, s in enumerate(specs)}
         for fut in as_completed(futures):
@@ -293,10 +330,21 @@ def run_specs(specs, workers=None, on_result=None) -> list[RunResult]:
             if on_result:
                 on_result(r)
     except KeyboardInterrupt:
+        interrupted = True
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+        for i, s in enumerate(specs):
+            if i not in results:
+                mark_interrupted(s)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not interrupted:
+            pool.shutdown(wait=True, cancel_futures=True)
     return [results[i] for i in range(len(specs))]
 
 
@@ -316,11 +364,53 @@ def execute_seeds(notebook, scale="workshop", seeds=(0, 1, 2), params=None, out_
     group = new_run_dir(_default_parent(nb, out_dir), label=label)
     specs = [RunSpec(notebook=str(nb.path), scale=scale, seed=s, params=params,
                      run_dir=str(group / f"seed{s}"), timeout=timeout) for s in seeds]
-    runs = run_specs(specs, workers=workers, on_result=on_result)
+    meta = {"notebook": str(nb.path), "stem": nb.stem, "scale": scale, "params": params,
+            "seeds": seeds}
+    done = []
+
+    def collect(r):
+        done.append(r)
+        if on_result:
+            on_result(r)
+
+    try:
+        runs = run_specs(specs, workers=workers, on_result=collect)
+    except KeyboardInterrupt:  # keep what finished: a summary of the runs that did
+        write_summary(group, done, summarize(done), meta={**meta, "interrupted": True})
+        raise
     rows = summarize(runs)
-    write_summary(group, runs, rows, meta={"notebook": str(nb.path), "stem": nb.stem,
-                                           "scale": scale, "params": params, "seeds": seeds})
+    write_summary(group, runs, rows, meta=meta)
     return Group(dir=group, runs=runs, summary=rows)
+
+
+def load_run(run_dir, spec: RunSpec | None = None) -> RunResult | None:
+    """Read back a run directory written by :func:`execute_spec` (``run.json`` and
+    ``results.json``, else the executed notebook's records). None when it has no readable
+    run.json. ``ok`` is True only for status ``ok``."""
+    run_dir = Path(run_dir)
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if spec is None:
+        spec = RunSpec(notebook=info.get("notebook", ""), scale=info.get("scale", ""),
+                       seed=info.get("seed", 0), params=info.get("params") or {},
+                       run_dir=str(run_dir))
+    results = {}
+    try:
+        rj = run_dir / "results.json"
+        out_nb = run_dir / Path(info.get("notebook") or spec.notebook).name
+        if rj.exists():
+            results = json.loads(rj.read_text())
+        elif out_nb.is_file():
+            results = read_notebook_records(out_nb)
+    except (OSError, ValueError):
+        pass
+    ok = info.get("status") == "ok"
+    error = info.get("error") or (None if ok else f"status {info.get('status')!r}")
+    return RunResult(spec=spec, run_dir=run_dir, ok=ok, results=_decode(results),
+                     error=None if ok else error, error_name=info.get("error_name"),
+                     duration=float(info.get("duration") or 0.0))
 
 
 # ---------------------------------------------------------------------------- aggregation
