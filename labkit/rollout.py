@@ -119,7 +119,10 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
             scores = logits / temperature
             logp_all = scores.log_softmax(-1)
             sample_scores = top_p_filter(scores, top_p) if top_p < 1.0 else scores
-            next_ids = torch.multinomial(sample_scores.softmax(-1), 1, generator=generator).squeeze(1)
+            probs = sample_scores.softmax(-1)
+            if generator is not None and generator.device != probs.device:
+                probs = probs.cpu()  # a CPU generator (e.g. a fixed eval seed) samples on the CPU
+            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
         else:
             logp_all = logits.log_softmax(-1)
             next_ids = logits.argmax(-1)
