@@ -92,6 +92,9 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 
 def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p_slip=0.15,
              seed=0, out=None, threads=None, log_every=50, device="cpu"):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
