@@ -153,6 +153,19 @@ def _num(v):
     return f if math.isfinite(f) else None
 
 
+def _array(values) -> list:
+    """Trace coordinates as a list: plotly serialises numpy arrays as typed arrays
+    (``{"dtype": "f8", "bdata": <base64>}``), which must be decoded to be drawn."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        import numpy as np
+
+        flat = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values.get("dtype", "f8")))
+        return flat.tolist()
+    return list(values) if values is not None else []
+
+
 def to_svg(fig, width=None, height=None) -> str | None:
     """Draw a figure made of line/scatter traces (subplots allowed) as SVG, without a
     browser. Returns None for figures with other trace types."""
@@ -209,8 +222,8 @@ def to_svg(fig, width=None, height=None) -> str | None:
         for i, t in enumerate(traces):
             if (t.get("xaxis", "x"), t.get("yaxis", "y")) != (xa, ya):
                 continue
-            ys = t.get("y") or []
-            xs = t.get("x")
+            ys = _array(t.get("y"))
+            xs = _array(t.get("x")) if t.get("x") is not None else None
             if xs is None or len(xs) != len(ys):
                 xs = list(range(len(ys)))
             pts = []

@@ -471,3 +471,14 @@ def test_ci_runs_the_readme_test_command():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     assert test_cmd in ci.splitlines()
     assert ci.index("pip install --quiet torch==2.13.0") < ci.index("pip install --quiet -e")
+
+
+def test_svg_draws_numpy_arrays_like_lists():
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from labkit.live import to_svg
+
+    as_numpy = to_svg(go.Figure(go.Scatter(x=np.arange(4), y=np.array([1.0, 3.0, 2.0, 5.0]))))
+    as_lists = to_svg(go.Figure(go.Scatter(x=[0, 1, 2, 3], y=[1.0, 3.0, 2.0, 5.0])))
+    assert as_numpy == as_lists and "polyline" in as_numpy
