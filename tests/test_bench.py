@@ -1,0 +1,132 @@
+"""`labkit bench`: the harness runs for a couple of steps and reports every figure (timings are
+not asserted: they depend on the machine and its load). TRL parts are skipped without trl."""
+import json
+
+import pytest
+import torch
+
+from labkit import bench
+from labkit.rl import subset
+from labkit.rollout import completion_logprobs, rollout
+
+SHORT = bench.CONFIGS["short"]
+SIDE_FIELDS = {"median_step_s", "completions_per_s", "tokens_per_s", "steps_timed", "peak_rss_mib",
+               "rss_growth_mib", "model", "prompt_tokens"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    policy, _ = bench.bench_policy("tiny", "cpu", seed=0)
+    return policy
+
+
+def test_floor_fields():
+    floor = bench.run_floor(SHORT, repeats=2)
+    for key in ("train_step_s", "prefill_s", "decode_step_s", "floor_step_s", "floor_completions_per_s"):
+        assert floor[key] > 0, key
+    assert floor["decode_steps"] == SHORT.max_new_tokens - 1
+    expected = floor["train_step_s"] + floor["prefill_s"] + floor["decode_steps"] * floor["decode_step_s"]
+    assert floor["floor_step_s"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["labkit", "fast"])
+def test_labkit_side_fields_and_forced_length(variant):
+    result = bench.run_labkit(SHORT, steps=2, warmup=0, variant=variant)
+    assert SIDE_FIELDS <= set(result)
+    assert result["steps_timed"] == 2
+    assert result["completion_len_mean"] == SHORT.max_new_tokens  # EOS suppressed: full length
+    assert result["completions_per_s"] == pytest.approx(64 / result["median_step_s"], rel=1e-2)
+
+
+def test_eos_suppression_is_removable(policy):
+    handle = bench.suppress_eos(policy.model, policy.tokenizer.eos_token_id)
+    ids = torch.tensor([[policy.tokenizer.bos_token_id]])
+    with torch.no_grad():
+        suppressed = policy.model(input_ids=ids).logits[0, -1]
+        handle.remove()
+        plain = policy.model(input_ids=ids).logits[0, -1]
+    eos = policy.tokenizer.eos_token_id
+    assert suppressed[eos] == pytest.approx(plain[eos].item() + bench.EOS_PENALTY)
+    assert torch.isfinite(suppressed).all()
+
+
+def test_fast_rollout_matches_substrate(policy):
+    """The experimental variant draws the same samples with the same statistics."""
+    from labkit.tasks import make_tasks
+
+    tasks = make_tasks("countdown", 4, 3, seed=5) + make_tasks("add", 1, 2, seed=6)
+    prompts = [t.prompt for t in tasks for _ in range(4)]
+    a = rollout(policy, prompts, 12, generator=torch.Generator().manual_seed(3))
+    b = bench.fast_rollout(policy, prompts, 12, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.attention_mask, b.attention_mask)
+    assert a.completions == b.completions
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    assert torch.allclose(a.entropies, b.entropies, atol=1e-5)
+
+
+def test_shared_prefix_logprobs_match_and_gradients(policy):
+    from labkit.tasks import make_tasks
+
+    tasks = make_tasks("add", 2, 3, seed=7)
+    batch = rollout(policy, [t.prompt for t in tasks for _ in range(4)], 6, generator=torch.Generator().manual_seed(0))
+    batch = subset(batch, torch.randperm(len(batch), generator=torch.Generator().manual_seed(1)))  # groups shuffled
+    model = policy.model
+    grads = []
+    for fn in (completion_logprobs, bench.shared_prefix_logprobs):
+        logp, entropy = fn(model, batch, with_entropy=True)
+        ((logp + entropy) * batch.completion_mask).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+        if fn is completion_logprobs:
+            ref = (logp.detach(), entropy.detach())
+    mask = batch.completion_mask.bool()
+    assert torch.allclose(logp.detach()[mask], ref[0][mask], atol=1e-5)
+    assert torch.allclose(entropy.detach()[mask], ref[1][mask], atol=1e-5)
+    for g0, g1 in zip(*grads):
+        assert torch.allclose(g0, g1, atol=1e-5, rtol=1e-4)
+
+
+def test_main_json_without_trl(capsys):
+    rc = bench.main(["--config", "short", "--steps", "2", "--warmup", "0", "--inprocess", "--no-trl", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    (result,) = out["results"]
+    assert result["config"] == "short" and result["threads"] == 1
+    assert result["labkit"]["step_over_floor"] > 0
+    assert "trl" not in result and "labkit_over_trl_completions_per_s" not in result
+    assert len(result["load_avg_before"]) == 3
+
+
+def test_table_renders():
+    result = {"config": "short", "threads": 1, "load_avg_before": [0.5, 0.5, 0.5], "load_avg_after": [0.6, 0.5, 0.5],
+              "labkit_over_trl_completions_per_s": 1.2,
+              "labkit": {"median_step_s": 0.1, "completions_per_s": 640.0, "step_over_floor": 1.1,
+                         "peak_rss_mib": 500.0, "rss_growth_mib": 1.0},
+              "trl": {"median_step_s": 0.12, "completions_per_s": 533.3, "step_over_floor": 1.3,
+                      "peak_rss_mib": 600.0, "rss_growth_mib": 2.0},
+              "floor": {"floor_step_s": 0.09, "floor_completions_per_s": 711.1, "train_step_s": 0.06,
+                        "prefill_s": 0.01, "decode_steps": 5, "decode_step_s": 0.004}}
+    text = bench.table([result])
+    assert "| short | labkit | 0.1000 | 640.0 | 1.20x |" in text and "| short | floor |" in text
+
+
+def test_bad_arguments():
+    assert bench.main(["--steps", "0"]) == 2
+    with pytest.raises(SystemExit):
+        bench.main(["--config", "huge"])
+
+
+def test_trl_side_fields():
+    pytest.importorskip("trl")
+    result = bench.run_trl(SHORT, steps=2, warmup=1)
+    assert SIDE_FIELDS <= set(result)
+    assert result["steps_timed"] == 2
+    assert result["median_generate_s"] > 0
