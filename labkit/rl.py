@@ -46,8 +46,8 @@ def drgrpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 def rloo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """RLOO (Ahmadian et al., 2024): A_i = r_i - mean_{j != i} r_j = n / (n - 1) * (r_i - mean(r))."""
     r = _groups(rewards, group_size)
-    n = group_size
-    return ((r.sum(dim=1, keepdim=True) - r) * -1 / (n - 1) + r).view(-1)
+    mean_of_others = (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)
+    return (r - mean_of_others).view(-1)
 
 
 ADVANTAGES = {"grpo": grpo_advantages, "drgrpo": drgrpo_advantages, "rloo": rloo_advantages}
