@@ -137,6 +137,10 @@ class RLConfig:
     epochs: int = 1  # passes over each batch (ratio = 1 on the first minibatch of the first epoch)
     minibatches: int = 1
     max_grad_norm: float = 1.0
+    # Update only on groups whose rewards differ (DAPO-style filtering). Under GRPO without a KL
+    # term an all-equal group has zero advantage and no gradient, so this saves the update's
+    # compute; with token-mean the remaining tokens then carry the whole step.
+    skip_uninformative_groups: bool = False
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self):
@@ -223,8 +227,14 @@ def grpo_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: list[Task
     else:
         rewards = torch.tensor([float(reward_fn(t, text)) for t, text in zip(owners, batch.completions)])
     advantages = advantage_fn(rewards, cfg.group_size).to(batch.logprobs.device)
-    metrics = update(policy, optimizer, batch, advantages, cfg, loss_fn, ref_model)
     grouped = rewards.view(-1, cfg.group_size)
+    informative = (grouped.std(dim=1) > 0).repeat_interleave(cfg.group_size)
+    if cfg.skip_uninformative_groups and not informative.all():
+        rows = informative.nonzero().squeeze(1).to(batch.input_ids.device)
+        metrics = update(policy, optimizer, subset(batch, rows), advantages[rows], cfg, loss_fn, ref_model) \
+            if len(rows) else {"clipfrac": 0.0, "loss": 0.0, "grad_norm": 0.0}
+    else:
+        metrics = update(policy, optimizer, batch, advantages, cfg, loss_fn, ref_model)
     metrics.update({
         "reward/mean": rewards.mean().item(),
         "acc": sum(v.correct for v in verdicts) / len(verdicts),
@@ -232,6 +242,7 @@ def grpo_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: list[Task
         "entropy": masked_mean(batch.entropies, batch.completion_mask).item(),
         "len/mean": batch.lengths.float().mean().item(),
         "frac_zero_std": (grouped.std(dim=1) == 0).float().mean().item(),
+        "rows_updated": len(batch) if not cfg.skip_uninformative_groups else int(informative.sum()),
         "time/rollout": rolled - started,
         "time/update": time.perf_counter() - rolled,
         "time/step": time.perf_counter() - started,

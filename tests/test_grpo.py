@@ -98,3 +98,19 @@ def test_grpo_makes_correct_answers_more_likely():
     for _ in range(20):
         grpo_step(policy, optimizer, [sample_task("reverse", 5, rng) for _ in range(4)], cfg)
     assert answer_nll(policy, held_out) < 0.8 * before
+
+
+def test_skipping_uninformative_groups_updates_only_informative_rows():
+    seen = []
+
+    def counting_loss(tb, cfg):
+        seen.append(tb.mask.shape[0])
+        return ppo_clip_loss(tb, cfg)
+
+    cfg = RLConfig(group_size=4, max_new_tokens=8, skip_uninformative_groups=True)
+    results, _ = run_steps(seed=0, steps=3, cfg=cfg, loss_fn=counting_loss)
+    for r, rows in zip([r for r in results if r.metrics["rows_updated"]], seen):
+        informative = (r.rewards.view(-1, 4).std(dim=1) > 0).sum().item() * 4
+        assert rows == informative == r.metrics["rows_updated"]
+    assert len(seen) == sum(1 for r in results if r.metrics["rows_updated"])
+    assert any(r.metrics["rows_updated"] < 16 for r in results)  # the filter did drop groups
