@@ -72,6 +72,12 @@ def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     return scores.masked_fill(remove, float("-inf"))
 
 
+def entropy_of(logp: torch.Tensor) -> torch.Tensor:
+    """H = -sum_a pi(a) log pi(a) over the last axis; masked tokens (log pi = -inf) add 0, not NaN."""
+    p = logp.exp()
+    return -torch.where(p > 0, p * logp, torch.zeros_like(logp)).sum(-1)
+
+
 def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that ignore left padding, as `generate` computes them."""
     positions = attention_mask.long().cumsum(-1) - 1
@@ -127,7 +133,7 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
             logp_all = logits.log_softmax(-1)
             next_ids = logits.argmax(-1)
         # H = -sum_a pi(a) log pi(a), over the full distribution at this position
-        entropies[:, t] = -(logp_all.exp() * logp_all).sum(-1) * alive
+        entropies[:, t] = entropy_of(logp_all) * alive
         logprobs[:, t] = logp_all.gather(1, next_ids[:, None]).squeeze(1) * alive
         completion_mask[:, t] = alive.float()
         next_ids = torch.where(alive, next_ids, torch.full_like(next_ids, pad_id))
@@ -164,5 +170,5 @@ def completion_logprobs(model, batch: Rollout, with_entropy: bool = False):
     logp = logp_all.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
     if not with_entropy:
         return logp
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    entropy = entropy_of(logp_all)
     return logp, entropy

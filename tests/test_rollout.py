@@ -70,3 +70,11 @@ def test_bad_arguments(policy, kwargs, match):
     args = dict(prompts=["1+1="], max_new_tokens=4) | kwargs
     with pytest.raises(ValueError, match=match):
         rollout(policy, **args)
+
+
+def test_entropy_ignores_masked_tokens_instead_of_giving_nan():
+    from labkit.rollout import entropy_of
+
+    logits = torch.tensor([[0.0, 0.0, float("-inf")], [0.0, 0.0, 0.0]])
+    h = entropy_of(logits.log_softmax(-1))
+    assert torch.allclose(h, torch.log(torch.tensor([2.0, 3.0])))
