@@ -33,10 +33,11 @@ sqrt((G - 1) / G) times those of ``grpo_advantages(..., population_std=True)``.
 from __future__ import annotations
 
 import math
-import numbers
 import random
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
+
+from labkit.params import check_float, check_int
 
 __all__ = ["Sampler", "Uniform", "Schedule", "SECBandit", "CURRICULA", "make_sampler",
            "boltzmann", "frontier", "mean_abs_advantage", "arm_of"]
@@ -45,28 +46,9 @@ CURRICULA = ("uniform", "easy_to_hard", "hard_to_easy", "sec")
 UNSAMPLED = ("zero", "keep")
 
 
-def _real(name: str, value, *, gt=None, min=None, max=None) -> float:
-    """``value`` as a finite float within bounds, or a one-line ValueError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        value = float(value)
-        ok = (gt is None or value > gt) and (min is None or value >= min) and (max is None or value <= max)
-    if not ok:
-        bounds = " and ".join(s for s in (gt is not None and f"> {gt}", min is not None and f">= {min}",
-                                          max is not None and f"<= {max}") if s)
-        raise ValueError(f"{name} must be a finite number{' ' + bounds if bounds else ''}; got {value!r}")
-    return value
-
-
-def _count(name: str, value, *, min: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < min:
-        raise ValueError(f"{name} must be an integer >= {min}; got {value!r}")
-    return int(value)
-
-
 def boltzmann(q: Sequence[float], tau: float) -> list[float]:
     """p_c = exp(Q_c / tau) / sum exp(Q_c' / tau), computed stably (max subtracted first)."""
-    tau = _real("tau", tau, gt=0)
+    tau = check_float("tau", tau, gt=0)
     if not q:
         raise ValueError("boltzmann needs at least one value")
     top = max(q)
@@ -78,7 +60,7 @@ def boltzmann(q: Sequence[float], tau: float) -> list[float]:
 def frontier(p: float) -> float:
     """2 sqrt(p (1 - p)): the mean |A| of a binary-reward group with success rate p under
     std-normalised GRPO (population std). 0 at p = 0 or 1, largest (1) at p = 1/2."""
-    p = _real("p", p, min=0, max=1)
+    p = check_float("p", p, min=0, max=1)
     return 2.0 * math.sqrt(p * (1.0 - p))
 
 
@@ -142,7 +124,7 @@ class Sampler:
 
     def sample(self, n: int, rng: random.Random) -> list:
         """``n`` arms, one per prompt of the next step, drawn with ``rng`` (a random.Random)."""
-        n = _count("n", n, min=0)
+        n = check_int("n", n, min=0)
         if not isinstance(rng, random.Random):
             raise ValueError(f"rng must be a random.Random; got {type(rng).__name__}")
         chosen, p = self._draw(n, rng)
@@ -157,7 +139,7 @@ class Sampler:
         for arm, value in arm_rewards.items():
             if arm not in self.arms:
                 raise ValueError(f"unknown arm {arm!r} in arm_rewards; arms: {self.arms}")
-            _real(f"reward of arm {arm!r}", value)
+            check_float(f"reward of arm {arm!r}", value)
         return {arm: float(value) for arm, value in arm_rewards.items()}
 
     def update(self, arm_rewards: dict) -> None:
@@ -192,7 +174,7 @@ class Schedule(Sampler):
 
     def __init__(self, arms, total_steps: int, reverse: bool = False, name: str | None = None):
         super().__init__(arms)
-        self.total_steps = _count("total_steps", total_steps, min=1)
+        self.total_steps = check_int("total_steps", total_steps, min=1)
         if not isinstance(reverse, bool):
             raise ValueError(f"reverse must be True or False; got {reverse!r}")
         self.order = list(range(len(self.arms)))[::-1] if reverse else list(range(len(self.arms)))
@@ -229,9 +211,9 @@ class SECBandit(Sampler):
     def __init__(self, arms, alpha: float = 0.5, tau: float = 1.0, q0: float = 0.0,
                  unsampled: str = "zero"):
         super().__init__(arms)
-        self.alpha = _real("alpha", alpha, gt=0, max=1)
-        self.tau = _real("tau", tau, gt=0)
-        q0 = _real("q0", q0)
+        self.alpha = check_float("alpha", check_float("alpha", alpha, gt=0), max=1)  # "> 0" named first
+        self.tau = check_float("tau", tau, gt=0)
+        q0 = check_float("q0", q0)
         if unsampled not in UNSAMPLED:
             raise ValueError(f"unsampled must be one of {', '.join(UNSAMPLED)}; got {unsampled!r}")
         self.unsampled = unsampled

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from labkit.rl import LossConfig, TokenBatch, k3_kl, masked_mean
+from labkit.rl import LossConfig, TokenBatch, add_regularisers, masked_mean, ppo_clip
 
 __all__ = ["CovConfig", "token_covariance", "batch_covariance", "covariance_share",
            "clip_cov_select", "kl_cov_select", "clip_cov_loss", "kl_cov_loss"]
@@ -163,18 +163,6 @@ def kl_cov_select(cov: torch.Tensor, mask: torch.Tensor, cfg: CovConfig) -> torc
 # Per-token losses (labkit.rl's loss_fn signature)
 
 
-def _regularisers(tb: TokenBatch, cfg: LossConfig, metrics: dict) -> torch.Tensor | float:
-    """The optional reference-KL penalty and entropy bonus, exactly as `labkit.rl.ppo_clip_loss` adds them."""
-    extra = 0.0
-    if cfg.kl_coef and tb.ref_logp is not None:
-        kl = k3_kl(tb.logp, tb.ref_logp)
-        extra = extra + cfg.kl_coef * kl
-        metrics["kl"] = masked_mean(kl, tb.mask).item()
-    if cfg.entropy_coef and tb.entropy is not None:
-        extra = extra - cfg.entropy_coef * tb.entropy
-    return extra
-
-
 def clip_cov_loss(tb: TokenBatch, cfg: CovConfig, generator: torch.Generator | None = None):
     """Clip-Cov: PPO-clip, with the gradient of a few high-covariance tokens dropped.
 
@@ -185,13 +173,9 @@ def clip_cov_loss(tb: TokenBatch, cfg: CovConfig, generator: torch.Generator | N
     cov_share (the detached tokens' share of the batch's summed covariance)."""
     _check(tb, cfg)
     mask = tb.mask.bool()
-    # rho = pi_theta / pi_old
-    ratio = (tb.logp - tb.old_logp).exp()
-    unclipped = -tb.advantages * ratio
-    clipped = -tb.advantages * ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high)
-    # L_PPO = max(-A rho, -A clip(rho, 1 - eps_low, 1 + eps_high))
-    ppo = torch.maximum(unclipped, clipped)
-    cut_by_ppo = (clipped > unclipped) & mask
+    # L_PPO = max(-A rho, -A clip(rho, 1 - eps_low, 1 + eps_high)),  rho = pi_theta / pi_old
+    ppo, cut_by_ppo = ppo_clip(tb, cfg)
+    cut_by_ppo = cut_by_ppo & mask
     cov = token_covariance(tb.logp, tb.advantages, tb.mask)
     chosen = clip_cov_select(cov, mask, cut_by_ppo, cfg, generator)
     # L_i = 0 * grad for i in I_clip, L_PPO otherwise
@@ -200,7 +184,7 @@ def clip_cov_loss(tb: TokenBatch, cfg: CovConfig, generator: torch.Generator | N
                "covfrac": masked_mean(chosen.float(), tb.mask).item(),
                "cov": masked_mean(cov, tb.mask).item(),
                "cov_share": covariance_share(cov, chosen, tb.mask)}
-    return loss + _regularisers(tb, cfg, metrics), metrics
+    return add_regularisers(loss, tb, cfg, metrics), metrics
 
 
 def kl_cov_loss(tb: TokenBatch, cfg: CovConfig):
@@ -223,4 +207,4 @@ def kl_cov_loss(tb: TokenBatch, cfg: CovConfig):
                "cov": masked_mean(cov, tb.mask).item(),
                "cov_share": covariance_share(cov, chosen, tb.mask),
                "abs_kl": masked_mean(log_ratio.detach().abs(), tb.mask).item()}
-    return loss + _regularisers(tb, cfg, metrics), metrics
+    return add_regularisers(loss, tb, cfg, metrics), metrics

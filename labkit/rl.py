@@ -87,22 +87,31 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return delta.exp() - delta - 1
 
 
-def ppo_clip_loss(tb: TokenBatch, cfg: LossConfig):
-    """PPO-clip with asymmetric bounds:
-    L = max(-A * rho, -A * clip(rho, 1 - eps_low, 1 + eps_high)),  rho = pi / pi_old,
-    plus beta * KL_k3(pi || ref) and minus an entropy bonus when those coefficients are set."""
+def ppo_clip(tb: TokenBatch, cfg: LossConfig):
+    """PPO's clipped surrogate per token, with asymmetric bounds, and where the clip is active:
+    L = max(-A * rho, -A * clip(rho, 1 - eps_low, 1 + eps_high)),  rho = pi / pi_old."""
     ratio = (tb.logp - tb.old_logp).exp()
     unclipped = -tb.advantages * ratio
     clipped = -tb.advantages * ratio.clamp(1 - cfg.clip_low, 1 + cfg.clip_high)
-    loss = torch.maximum(unclipped, clipped)
-    metrics = {"clipfrac": masked_mean((clipped > unclipped).float(), tb.mask).item()}
+    return torch.maximum(unclipped, clipped), clipped > unclipped
+
+
+def add_regularisers(loss: torch.Tensor, tb: TokenBatch, cfg: LossConfig, metrics: dict) -> torch.Tensor:
+    """loss + beta * KL_k3(pi || ref) - entropy_coef * H, for the coefficients that are set."""
     if cfg.kl_coef and tb.ref_logp is not None:
         kl = k3_kl(tb.logp, tb.ref_logp)
         loss = loss + cfg.kl_coef * kl
         metrics["kl"] = masked_mean(kl, tb.mask).item()
     if cfg.entropy_coef and tb.entropy is not None:
         loss = loss - cfg.entropy_coef * tb.entropy
-    return loss, metrics
+    return loss
+
+
+def ppo_clip_loss(tb: TokenBatch, cfg: LossConfig):
+    """PPO-clip (see `ppo_clip`) plus the optional KL penalty and entropy bonus."""
+    loss, clipped = ppo_clip(tb, cfg)
+    metrics = {"clipfrac": masked_mean(clipped.float(), tb.mask).item()}
+    return add_regularisers(loss, tb, cfg, metrics), metrics
 
 
 def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -228,7 +237,8 @@ def grpo_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: list[Task
         rewards = torch.tensor([float(reward_fn(t, text)) for t, text in zip(owners, batch.completions)])
     advantages = advantage_fn(rewards, cfg.group_size).to(batch.logprobs.device)
     grouped = rewards.view(-1, cfg.group_size)
-    informative = (grouped.std(dim=1) > 0).repeat_interleave(cfg.group_size)
+    zero_std = grouped.std(dim=1) == 0
+    informative = (~zero_std).repeat_interleave(cfg.group_size)
     if cfg.skip_uninformative_groups and not informative.all():
         rows = informative.nonzero().squeeze(1).to(batch.input_ids.device)
         metrics = update(policy, optimizer, subset(batch, rows), advantages[rows], cfg, loss_fn, ref_model) \
@@ -241,7 +251,7 @@ def grpo_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: list[Task
         "format_ok": sum(v.format_ok for v in verdicts) / len(verdicts),
         "entropy": masked_mean(batch.entropies, batch.completion_mask).item(),
         "len/mean": batch.lengths.float().mean().item(),
-        "frac_zero_std": (grouped.std(dim=1) == 0).float().mean().item(),
+        "frac_zero_std": zero_std.float().mean().item(),
         "rows_updated": len(batch) if not cfg.skip_uninformative_groups else int(informative.sum()),
         "time/rollout": rolled - started,
         "time/update": time.perf_counter() - rolled,

@@ -114,12 +114,12 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     completion_mask = torch.zeros(batch, max_new_tokens, device=device)
 
-    cache = DynamicCache()  # filled in place by each forward call
+    cache = {cache_keyword(model): DynamicCache()}  # filled in place by each forward call
     step_ids, positions = prompt_ids, position_ids_for(mask)
     for t in range(max_new_tokens):
         with autocast(device):
             out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                        use_cache=True, logits_to_keep=1, **{cache_keyword(model): cache})
+                        use_cache=True, logits_to_keep=1, **cache)
         logits = out.logits[:, -1, :].float()
         if temperature > 0:
             scores = logits / temperature

@@ -170,6 +170,18 @@ def _write_run_json(spec: RunSpec, run_dir: Path, **extra):
     write_json_atomic(run_dir / "run.json", info)
 
 
+def read_results(run_dir: Path, executed_notebook: Path) -> dict:
+    """A run's recorded values: results.json, else the executed notebook's records, else {}."""
+    try:
+        if (run_dir / "results.json").exists():
+            return json.loads((run_dir / "results.json").read_text())
+        if executed_notebook.is_file():
+            return read_notebook_records(executed_notebook)
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
 def execute_spec(spec: RunSpec) -> RunResult:
     """Execute one :class:`RunSpec` with papermill in this process. Never raises for a
     notebook that fails: the result says ``ok=False`` with a one-line ``error``."""
@@ -218,15 +230,7 @@ def execute_spec(spec: RunSpec) -> RunResult:
                         error_name="KeyboardInterrupt")
         raise
     duration = time.time() - t0
-    results = {}
-    rj = run_dir / "results.json"
-    try:
-        if rj.exists():
-            results = json.loads(rj.read_text())
-        elif out_nb.exists():
-            results = read_notebook_records(out_nb)
-    except (OSError, ValueError):
-        pass
+    results = read_results(run_dir, out_nb)
     ok = error is None
     _write_run_json(spec, run_dir, status="ok" if ok else "failed", started=started,
                     duration=round(duration, 2), error=error, error_name=error_name)
@@ -396,16 +400,7 @@ def load_run(run_dir, spec: RunSpec | None = None) -> RunResult | None:
         spec = RunSpec(notebook=info.get("notebook", ""), scale=info.get("scale", ""),
                        seed=info.get("seed", 0), params=info.get("params") or {},
                        run_dir=str(run_dir))
-    results = {}
-    try:
-        rj = run_dir / "results.json"
-        out_nb = run_dir / Path(info.get("notebook") or spec.notebook).name
-        if rj.exists():
-            results = json.loads(rj.read_text())
-        elif out_nb.is_file():
-            results = read_notebook_records(out_nb)
-    except (OSError, ValueError):
-        pass
+    results = read_results(run_dir, run_dir / Path(info.get("notebook") or spec.notebook).name)
     ok = info.get("status") == "ok"
     error = info.get("error") or (None if ok else f"status {info.get('status')!r}")
     return RunResult(spec=spec, run_dir=run_dir, ok=ok, results=_decode(results),
