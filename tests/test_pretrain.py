@@ -5,7 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from labkit.policy.pretrain import demonstration, demonstration_stream, main, near_miss, pretrain
+from labkit.policy.mixtures import load_mixture, mixture_names
+from labkit.policy.mixtures.default import demonstrations as demonstration_stream
+from labkit.policy.pretrain import demonstration, main, near_miss, pretrain
 from labkit.tasks import make_tasks, verify
 
 
@@ -52,3 +54,18 @@ def test_cli_refuses_to_overwrite_and_rejects_bad_values(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "new"), "--p-wrong", "0.8", "--p-slip", "0.5"])
     assert "sum to at most 1" in capsys.readouterr().err
+
+
+def test_mixtures_are_discovered_and_unknown_names_are_refused():
+    assert "default" in mixture_names()
+    stream = load_mixture("default").demonstrations(0, 0.0, 0.0)
+    prompt, completion = next(stream)
+    assert isinstance(prompt, str) and isinstance(completion, str) and completion
+    with pytest.raises(ValueError, match="unknown pretraining mixture 'nope'; accepted: .*default"):
+        load_mixture("nope")
+
+
+def test_cli_rejects_an_unknown_mixture(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "m"), "--mixture", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

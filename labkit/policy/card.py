@@ -6,19 +6,28 @@ import torch
 
 from labkit.evaluate import evaluate
 from labkit.policy.loading import load_policy
+from labkit.policy.mixtures import load_mixture
 from labkit.policy.models import count_parameters
 from labkit.tasks import EVAL_SETS, load_eval_set
 
 CARD_SAMPLES = 4  # sampled completions per eval task (temperature 1)
 
 
-def measure(checkpoint, samples: int = CARD_SAMPLES, seed: int = 0) -> dict:
-    """Accuracy by (category, difficulty) on every shipped eval set: sampled (T=1) and greedy."""
+def card_tasks(mixture: str = "default") -> dict:
+    """What the card measures: the mixture's own `card_tasks()` if it has one, else every shipped
+    eval set."""
+    module = load_mixture(mixture)
+    if hasattr(module, "card_tasks"):
+        return module.card_tasks()
+    return {name: load_eval_set(name) for name in EVAL_SETS}
+
+
+def measure(checkpoint, samples: int = CARD_SAMPLES, seed: int = 0, mixture: str = "default") -> dict:
+    """Accuracy by (category, difficulty) on the mixture's card tasks: sampled (T=1) and greedy."""
     torch.manual_seed(seed)
     policy = load_policy(checkpoint, device="cpu")
     rows = []
-    for name in EVAL_SETS:
-        tasks = load_eval_set(name)
+    for name, tasks in card_tasks(mixture).items():
         sampled = evaluate(policy, tasks, samples=samples, temperature=1.0)
         greedy = evaluate(policy, tasks, samples=1, temperature=0.0)
         greedy_groups = greedy.by_group()
@@ -35,16 +44,18 @@ def write_card(checkpoint, command: str) -> Path:
     checkpoint = Path(checkpoint)
     made = json.loads((checkpoint / "pretraining.json").read_text())["settings"] \
         if (checkpoint / "pretraining.json").exists() else {}
-    measured = measure(checkpoint)
+    mixture = made.get("mixture", "default")
+    measured = measure(checkpoint, mixture=mixture)
+    description = getattr(load_mixture(mixture), "DESCRIPTION", f"the {mixture!r} mixture")
     (checkpoint / "card.json").write_text(json.dumps({"made": made, "command": command, **measured}, indent=1))
     lines = [
         f"# {checkpoint.name}: a base policy for the labkit notebooks", "",
         f"A {measured['parameters']:,}-parameter Llama-style causal LM over characters, pretrained by "
-        "`labkit pretrain` on noisy demonstrations from the task worlds (labkit/tasks). "
+        f"`labkit pretrain` on {description} (mixture `{mixture}`, labkit/policy/mixtures). "
         "It is deliberately imperfect: it leaves reward variance for RL.", "",
         f"Made with: `{command}`", "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in made.items()), "",
-        f"## Accuracy on the shipped eval sets (data/eval): sampled = pass@1 at temperature 1 "
+        f"## Accuracy on held-out tasks: sampled = pass@1 at temperature 1 "
         f"({measured['samples']} samples per task), greedy = temperature 0", "",
         "| category | difficulty | sampled | greedy | tasks |", "|---|---|---|---|---|",
     ]

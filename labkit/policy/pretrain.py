@@ -17,16 +17,11 @@ from pathlib import Path
 import torch
 
 from labkit.paths import MODELS_DIR
+from labkit.policy.mixtures import load_mixture, mixture_names
 from labkit.policy.models import PRESETS, count_parameters, make_model
 from labkit.policy.tokenizer import build_tokenizer
-from labkit.tasks import CATEGORIES, DIFFICULTIES, TRAIN_SEED_MIN, sample_task
 
-# Share of each category in the pretraining stream; within a category, difficulty d has weight
-# 1 / (rank of d + 1), so easy levels are learned well and hard ones only a little.
-CATEGORY_WEIGHTS = {"add": 0.2, "sub": 0.15, "mul": 0.1, "carry": 0.15,
-                    "countdown": 0.1, "sort": 0.15, "reverse": 0.15}
 SLIP_SUFFIXES = ("=", ".", "?", "!", "+")
-
 
 
 def near_miss(answer: str, rng: random.Random) -> str:
@@ -54,19 +49,6 @@ def demonstration(task, rng: random.Random, p_wrong: float, p_slip: float) -> st
     return answer
 
 
-def demonstration_stream(seed: int, p_wrong: float, p_slip: float):
-    """Endless (prompt, completion) pairs drawn from the category/difficulty mixture."""
-    rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
-    categories = [c for c in CATEGORIES if c in CATEGORY_WEIGHTS]
-    weights = [CATEGORY_WEIGHTS[c] for c in categories]
-    while True:
-        category = rng.choices(categories, weights)[0]
-        levels = DIFFICULTIES[category]
-        level = rng.choices(levels, [1 / (rank + 1) for rank in range(len(levels))])[0]
-        task = sample_task(category, level, rng)
-        yield task.prompt, demonstration(task, rng, p_wrong, p_slip)
-
-
 def encode_batch(tokenizer, pairs):
     """Right-padded ids with labels only on the completion and EOS (the prompt is given)."""
     rows, labels = [], []
@@ -91,7 +73,8 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 
 
 def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p_slip=0.15,
-             seed=0, out=None, threads=None, log_every=50, device="cpu"):
+             seed=0, out=None, threads=None, log_every=50, device="cpu", mixture="default"):
+    """Train a fresh `preset` model on the stream of `mixture` (labkit/policy/mixtures) and save it."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -101,7 +84,7 @@ def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p
     tokenizer = build_tokenizer()
     model = make_model(preset, tokenizer).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    stream = demonstration_stream(seed, p_wrong, p_slip)
+    stream = load_mixture(mixture).demonstrations(seed, p_wrong, p_slip)
     out = Path(out or MODELS_DIR / preset)
     out.mkdir(parents=True, exist_ok=True)
     history = []
@@ -124,7 +107,7 @@ def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p
                 tokenizer.save_pretrained(out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    settings = dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr, p_wrong=p_wrong,
+    settings = dict(mixture=mixture, preset=preset, steps=steps, batch_size=batch_size, lr=lr, p_wrong=p_wrong,
                     p_slip=p_slip, seed=seed, parameters=count_parameters(model),
                     minutes=round((time.time() - started) / 60, 1))
     (out / "pretraining.json").write_text(json.dumps({"settings": settings, "history": history}, indent=1))
@@ -134,6 +117,8 @@ def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="labkit pretrain", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    parser.add_argument("--mixture", default="default", choices=mixture_names(),
+                        help="what to pretrain on (a module in labkit/policy/mixtures)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -156,7 +141,7 @@ def main(argv=None):
         parser.error(f"{out} already holds a checkpoint; pass --force to overwrite it or --out elsewhere")
     if not args.card_only:
         pretrain(args.preset, args.steps, args.batch_size, args.lr, args.p_wrong, args.p_slip,
-                 args.seed, out, args.threads, device=args.device)
+                 args.seed, out, args.threads, device=args.device, mixture=args.mixture)
     from labkit.policy.card import write_card
     write_card(out, command="labkit pretrain " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"checkpoint and card: {out}")
