@@ -158,3 +158,16 @@ def test_hints_mixture_teaches_reading_and_writing():
             assert completion.startswith(hint.split(":")[1])
     again = load_mixture("hints").demonstrations(0, 0.0, 0.0)
     assert [next(again) for _ in range(400)] == pairs
+
+
+def test_pretrain_init_continues_from_a_checkpoint(tmp_path):
+    import json
+
+    from labkit.policy.pretrain import pretrain
+
+    out = pretrain(steps=1, batch_size=2, lr=1e-12, out=tmp_path / "m", mixture="hints", init="tiny", log_every=1)
+    settings = json.loads((out / "pretraining.json").read_text())["settings"]
+    assert settings["init"] == "tiny" and settings["mixture"] == "hints"
+    start, after = load_policy("tiny", device="cpu").model, load_policy(out, device="cpu").model
+    for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name  # a negligible step from tiny's weights, not fresh ones
