@@ -176,6 +176,7 @@ class VineTree:
     texts: list[str]  # per row: prefix + own completion
     states: list[list[int]] = field(default_factory=list)  # rows of each state's trajectories
     cuts: list[int] = field(default_factory=list)  # per state: tokens of the prefix (0 = the prompt)
+    root_states: int = 0  # the first root_states states are the prompts themselves (s_0)
 
 
 def stack_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -218,7 +219,7 @@ def vine_sample(policy: Policy, tasks: list[Task], root: int, vine: VineConfig, 
     states = [list(range(i * root, (i + 1) * root)) for i in range(len(tasks))]
     cuts = [0] * len(tasks)
     if vine.states == 0:
-        return VineTree(trunk, owners, list(trunk.completions), states, cuts)
+        return VineTree(trunk, owners, list(trunk.completions), states, cuts, len(tasks))
     lengths = trunk.lengths.long().tolist()
     vine_prompts, prefixes, vine_owners = [], [], []
     for i, task in enumerate(tasks):
@@ -240,7 +241,7 @@ def vine_sample(policy: Policy, tasks: list[Task], root: int, vine: VineConfig, 
                for j in range(len(tasks) * vine.states)]
     batch = stack_rollouts([trunk, vines], tokenizer.pad_token_id)
     texts = list(trunk.completions) + [p + c for p, c in zip(prefixes, vines.completions)]
-    return VineTree(batch, owners + vine_owners, texts, states, cuts)
+    return VineTree(batch, owners + vine_owners, texts, states, cuts, len(tasks))
 
 # ---------------------------------------------------------------------------------------------
 # One step of polychromic PPO
@@ -259,7 +260,7 @@ def polychromic_advantages(tree: VineTree, rewards: torch.Tensor, keys: list, vi
     """Marginal polychromic advantages of every row, state by state, then (optionally) divided
     by their batch std. Also returns per-state statistics for the metrics."""
     advantages = torch.zeros(len(keys))
-    f_means, d_means, flat = [], [], 0
+    f_means, d_means, flat = [], [], []
     for rows in tree.states:
         sets = set_indices(len(rows), vine.set_size, vine.max_sets, rng)
         state_rewards, state_keys = rewards[rows], [keys[r] for r in rows]
@@ -267,13 +268,14 @@ def polychromic_advantages(tree: VineTree, rewards: torch.Tensor, keys: list, vi
         f_means.append(sum(polychromic_objective(state_rewards[list(g)].tolist(), [state_keys[i] for i in g])
                            for g in sets) / len(sets))
         d_means.append(diversity(state_keys))
-        flat += int(advantages[rows].abs().max() < 1e-9)
+        flat.append(bool(advantages[rows].abs().max() < 1e-9))
     if vine.scale_advantages:
         std = advantages.std()
         if std > 1e-9:
             advantages = advantages / std
+    roots = tree.root_states or len(flat)
     stats = {"f_poly": sum(f_means) / len(f_means), "diversity": sum(d_means) / len(d_means),
-             "frac_zero_adv": flat / len(tree.states)}
+             "frac_zero_adv": sum(flat) / len(flat), "frac_zero_adv_root": sum(flat[:roots]) / roots}
     return advantages, stats
 
 
@@ -284,7 +286,8 @@ def polychromic_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: li
     verify the full completions, give each trajectory its marginal polychromic advantage at its
     state, and update with the substrate's PPO-clip `update`. Metrics use grpo_step's names where
     they mean the same (reward/mean, acc, entropy, frac_zero_std over the root groups) plus
-    f_poly, diversity, frac_zero_adv (states whose trajectories all get 0), distinct_correct."""
+    f_poly, diversity, frac_zero_adv (states whose trajectories all get 0; _root: of the prompts'
+    own groups, comparable with frac_zero_std), distinct_correct."""
     started = time.perf_counter()
     rng = rng or random.Random(0)
     tree = vine_sample(policy, tasks, cfg.group_size, vine, cfg.max_new_tokens, cfg.temperature,

@@ -178,6 +178,9 @@ def test_polychromic_step_is_deterministic_and_zero_mean(tiny):
     (a, wa), (b, wb) = runs
     assert a.tree.texts == b.tree.texts and torch.equal(a.advantages, b.advantages) and torch.equal(wa, wb)
     assert a.metrics["rollouts"] == 3 * vine.rollouts_per_prompt(4)
+    assert a.tree.root_states == 3 and 0 <= a.metrics["frac_zero_adv_root"] <= 1
+    roots_flat = [bool(a.advantages[rows].abs().max() < 1e-9) for rows in a.tree.states[:3]]
+    assert a.metrics["frac_zero_adv_root"] == pytest.approx(sum(roots_flat) / 3)
     for rows in a.tree.states:  # all C(N, n) sets: each state's advantages sum to 0
         assert abs(a.advantages[rows].sum().item()) < 1e-5
 
