@@ -255,3 +255,22 @@ def test_sppo_training_moves_log_ratios_toward_their_targets(tiny):
     after = sppo_loss(log_ratio + ref, ref, p_hat, 2.0).item()
     assert before == pytest.approx(1.0) and after < before
     assert pearson(log_ratio, 2.0 * (p_hat - 0.5)) > 0.5
+
+
+# ------------------------------------------------------------------ the styles mixture (data/models/styles)
+
+def test_styles_mixture_teaches_the_three_styles_in_its_stated_shares():
+    import itertools
+
+    from labkit.policy.mixtures import load_mixture
+    mixture = load_mixture("styles")
+    pairs = list(itertools.islice(mixture.demonstrations(0, 0.0, 0.0), 3000))
+    assert pairs[:50] == list(itertools.islice(mixture.demonstrations(0, 0.0, 0.0), 50))  # seeded
+    mix = style_mix([completion for _, completion in pairs])
+    assert mix[OTHER] == 0.0
+    for name, (share, _) in mixture.STYLES.items():
+        assert abs(mix[name] - share) < 0.03, (name, mix[name], share)
+    # with p_wrong = 0 every demonstration states the right sum, whatever its style
+    for prompt, completion in pairs[:200]:
+        a, b = prompt.rstrip("=").split("+")
+        assert answer_value(completion) == int(a) + int(b)
