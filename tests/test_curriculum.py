@@ -193,3 +193,17 @@ def test_carry_mixture_noise_matches_the_requested_rates():
     pairs = [pair for pair, _ in zip(load_mixture("carry").demonstrations(3, 0.1, 0.2), range(3000))]
     wrong = sum(c != str(sum(int(x) for x in p.rstrip("=").split("+"))) for p, c in pairs) / len(pairs)
     assert abs(wrong - 0.3) < 0.04  # near misses and format slips together
+
+
+def test_shipped_tiny_carry_has_a_competence_gradient_over_carries():
+    """Notebook 07 needs it: its model card (measured when the base was made) falls with each carry."""
+    import json
+
+    from labkit.paths import MODELS_DIR
+
+    card = json.loads((MODELS_DIR / "tiny-carry" / "card.json").read_text())
+    assert card["made"]["mixture"] == "carry"
+    sampled = {row["difficulty"]: row["acc_sampled"] for row in card["rows"] if row["category"] == "carry"}
+    assert sorted(sampled) == [0, 1, 2, 3, 4]
+    assert all(sampled[d] > sampled[d + 1] for d in range(3)), sampled  # 0 > 1 > 2 > 3 carries
+    assert sampled[0] >= 0.6 and 0.02 <= sampled[3] <= 0.3, sampled    # easy mostly solved, hard rarely
