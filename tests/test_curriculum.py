@@ -154,3 +154,56 @@ def test_bad_inputs_give_one_line_errors(make, match):
     with pytest.raises(ValueError, match=match) as error:
         make()
     assert "\n" not in str(error.value)
+
+
+# --- the carry mixture: the base of notebook 07's experiment 1 (data/models/tiny-carry) ---
+
+def test_carry_mixture_teaches_only_carry_weighted_toward_few_carries():
+    from collections import Counter
+
+    from labkit.policy.mixtures import load_mixture
+    from labkit.tasks import verify
+    from labkit.tasks.base import Task
+
+    mixture = load_mixture("carry")
+    pairs = [pair for pair, _ in zip(mixture.demonstrations(0, 0.0, 0.0), range(4000))]
+    assert pairs[:50] == [pair for pair, _ in zip(mixture.demonstrations(0, 0.0, 0.0), range(50))]  # seeded
+    assert pairs[:50] != [pair for pair, _ in zip(mixture.demonstrations(1, 0.0, 0.0), range(50))]
+    levels = Counter()
+    for prompt, completion in pairs:
+        a, b = (int(x) for x in prompt.rstrip("=").split("+"))
+        assert 1000 <= a <= 9999 and 1000 <= b <= 9999 and completion == str(a + b)  # no noise asked for
+        task = Task(prompt=prompt, answer=str(a + b), category="carry", difficulty=0, world="arithmetic")
+        assert verify(task, completion).correct
+        carries, carry, x, y = 0, 0, a, b
+        while x or y:
+            carry = (x % 10 + y % 10 + carry) // 10
+            carries, x, y = carries + carry, x // 10, y // 10
+        levels[carries] += 1
+    shares = {level: levels[level] / len(pairs) for level in range(5)}
+    for level, weight in mixture.CARRY_WEIGHTS.items():
+        assert abs(shares[level] - weight) < 0.03, (level, shares[level], weight)
+    assert shares[0] > shares[1] > shares[2] > shares[3] > shares[4]
+    assert {t.category for tasks in mixture.card_tasks().values() for t in tasks} == {"carry"}
+
+
+def test_carry_mixture_noise_matches_the_requested_rates():
+    from labkit.policy.mixtures import load_mixture
+
+    pairs = [pair for pair, _ in zip(load_mixture("carry").demonstrations(3, 0.1, 0.2), range(3000))]
+    wrong = sum(c != str(sum(int(x) for x in p.rstrip("=").split("+"))) for p, c in pairs) / len(pairs)
+    assert abs(wrong - 0.3) < 0.04  # near misses and format slips together
+
+
+def test_shipped_tiny_carry_has_a_competence_gradient_over_carries():
+    """Notebook 07 needs it: its model card (measured when the base was made) falls with each carry."""
+    import json
+
+    from labkit.paths import MODELS_DIR
+
+    card = json.loads((MODELS_DIR / "tiny-carry" / "card.json").read_text())
+    assert card["made"]["mixture"] == "carry"
+    sampled = {row["difficulty"]: row["acc_sampled"] for row in card["rows"] if row["category"] == "carry"}
+    assert sorted(sampled) == [0, 1, 2, 3, 4]
+    assert all(sampled[d] > sampled[d + 1] for d in range(3)), sampled  # 0 > 1 > 2 > 3 carries
+    assert sampled[0] >= 0.6 and 0.02 <= sampled[3] <= 0.3, sampled    # easy mostly solved, hard rarely
