@@ -73,8 +73,11 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 
 
 def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p_slip=0.15,
-             seed=0, out=None, threads=None, log_every=50, device="cpu", mixture="default"):
-    """Train a fresh `preset` model on the stream of `mixture` (labkit/policy/mixtures) and save it."""
+             seed=0, out=None, threads=None, log_every=50, device="cpu", mixture="default", init=None):
+    """Train a fresh `preset` model on the stream of `mixture` (labkit/policy/mixtures) and save it.
+
+    init: a checkpoint (shipped name or directory) to start from instead of fresh weights, e.g.
+    to teach an existing base a new skill cheaply; `preset` is then ignored."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -82,7 +85,11 @@ def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
-    model = make_model(preset, tokenizer).to(device)
+    if init is None:
+        model = make_model(preset, tokenizer).to(device)
+    else:
+        from labkit.policy.loading import load_policy
+        model = load_policy(init, device=device).model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     stream = load_mixture(mixture).demonstrations(seed, p_wrong, p_slip)
     out = Path(out or MODELS_DIR / preset)
@@ -109,6 +116,7 @@ def pretrain(preset="tiny", steps=2000, batch_size=256, lr=3e-3, p_wrong=0.15, p
     tokenizer.save_pretrained(out)
     settings = dict(mixture=mixture, preset=preset, steps=steps, batch_size=batch_size, lr=lr, p_wrong=p_wrong,
                     p_slip=p_slip, seed=seed, parameters=count_parameters(model),
+                    **({"init": str(init)} if init is not None else {}),
                     minutes=round((time.time() - started) / 60, 1))
     (out / "pretraining.json").write_text(json.dumps({"settings": settings, "history": history}, indent=1))
     return out
@@ -128,6 +136,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="checkpoint directory (default data/models/<preset>)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--init", default=None,
+                        help="start from this checkpoint (shipped name or directory) instead of fresh weights")
     parser.add_argument("--card-only", action="store_true", help="only (re)write the model card of --out")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     args = parser.parse_args(argv)
@@ -141,7 +151,7 @@ def main(argv=None):
         parser.error(f"{out} already holds a checkpoint; pass --force to overwrite it or --out elsewhere")
     if not args.card_only:
         pretrain(args.preset, args.steps, args.batch_size, args.lr, args.p_wrong, args.p_slip,
-                 args.seed, out, args.threads, device=args.device, mixture=args.mixture)
+                 args.seed, out, args.threads, device=args.device, mixture=args.mixture, init=args.init)
     from labkit.policy.card import write_card
     write_card(out, command="labkit pretrain " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"checkpoint and card: {out}")
