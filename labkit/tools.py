@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from labkit.evaluate import Evaluation
 from labkit.policy import Policy
 from labkit.rollout import Rollout, autocast, cache_keyword, entropy_of, position_ids_for, top_p_filter
 from labkit.tasks import Task, Verdict, verify
@@ -38,7 +39,7 @@ MAX_RESULT_DIGITS = 12  # results beyond this are an error (keeps completions sh
 
 __all__ = ["CALL_OPEN", "CALL_CLOSE", "RESULT_OPEN", "RESULT_CLOSE", "calculate", "tool_output",
            "format_call", "final_answer", "count_calls", "verify_with_tools", "ToolRollout",
-           "tool_rollout", "Trajectory", "split_rollout", "collate"]
+           "tool_rollout", "ToolEvaluation", "evaluate_with_tools", "Trajectory", "split_rollout", "collate"]
 
 
 def calculate(expression) -> int | None:
@@ -101,13 +102,13 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
     Every row advances one token per step. A row whose policy just wrote `]` after an open `[`
     gets the calculator's reply queued; queued characters are fed as the row's next tokens
     instead of samples (logprob 0, entropy 0, mask 0). Calls beyond `max_calls` get '=?;'.
-    Same seed and device, same completions."""
+    temperature 0 decodes greedily. Same seed and device, same completions."""
     if not prompts:
         raise ValueError("tool_rollout needs at least one prompt; got an empty list")
     if max_new_tokens < 1 or max_calls < 0:
         raise ValueError(f"need max_new_tokens >= 1 and max_calls >= 0; got {max_new_tokens}, {max_calls}")
-    if temperature <= 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature > 0 and 0 < top_p <= 1; got {temperature}, {top_p}")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1; got {temperature}, {top_p}")
     model, tokenizer, device = policy.model, policy.tokenizer, policy.device
     was_training = model.training
     model.eval()
@@ -134,12 +135,17 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
         with autocast(device):
             out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                         use_cache=True, logits_to_keep=1, **cache)
-        scores = out.logits[:, -1, :].float() / temperature
-        logp_all = scores.log_softmax(-1)
-        probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
-        if generator is not None and generator.device != probs.device:
-            probs = probs.cpu()
-        sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+        logits = out.logits[:, -1, :].float()
+        if temperature > 0:
+            scores = logits / temperature
+            logp_all = scores.log_softmax(-1)
+            probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
+            if generator is not None and generator.device != probs.device:
+                probs = probs.cpu()
+            sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+        else:  # greedy
+            logp_all = logits.log_softmax(-1)
+            sampled = logits.argmax(-1)
         entropy = entropy_of(logp_all)
         chosen = logp_all.gather(1, sampled[:, None]).squeeze(1)
         next_ids = sampled.tolist()
@@ -240,3 +246,47 @@ def collate(rows: list[Trajectory], pad_id: int, device="cpu") -> Rollout:
     return Rollout(ids.to(device), attention.to(device), P, policy_mask.to(device), logprobs.to(device),
                    entropies.to(device), [r.text for r in rows], [r.prompt for r in rows],
                    torch.tensor([r.finished for r in rows], device=device))
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out evaluation with the tool
+
+
+@dataclass
+class ToolEvaluation(Evaluation):
+    """labkit.evaluate's Evaluation plus, per sample (task-major), whether it called and was right."""
+
+    called: list[bool] = None
+    right: list[bool] = None
+
+    @property
+    def tool_rate(self) -> float:
+        return sum(self.called) / len(self.called)
+
+    def acc_given(self, call: bool) -> float:
+        """Accuracy of the samples that did (call=True) or did not call the tool; NaN if none."""
+        picked = [r for c, r in zip(self.called, self.right) if c == call]
+        return sum(picked) / len(picked) if picked else float("nan")
+
+
+@torch.no_grad()
+def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, temperature: float = 1.0,
+                        max_new_tokens: int = 40, batch_size: int = 512,
+                        generator: torch.Generator | None = None) -> ToolEvaluation:
+    """Sample `samples` tool-using completions per task and judge their final answers."""
+    if not tasks:
+        raise ValueError("evaluate_with_tools needs at least one task")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1; got {samples}")
+    owners = [t for t in tasks for _ in range(samples)]
+    called, right = [], []
+    entropy_sum, token_count = 0.0, 0.0
+    for start in range(0, len(owners), batch_size):
+        part = owners[start:start + batch_size]
+        batch = tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator)
+        entropy_sum += float((batch.entropies * batch.completion_mask).sum())
+        token_count += float(batch.completion_mask.sum())
+        called += [c > 0 for c in batch.calls]
+        right += [verify_with_tools(t, text).correct for t, text in zip(part, batch.completions)]
+    correct = [sum(right[i * samples:(i + 1) * samples]) for i in range(len(tasks))]
+    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right)

@@ -102,7 +102,7 @@ def test_tool_rollout_limits_calls():
     assert batch.completions == ["[1+1]=2;[2+2]=?;5"]
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=0), dict(max_calls=-1), dict(temperature=0.0),
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=0), dict(max_calls=-1), dict(temperature=-1.0),
                                     dict(top_p=0.0)])
 def test_tool_rollout_bad_inputs(kwargs):
     policy = _scripted(["1$"])
@@ -138,3 +138,14 @@ def test_split_and_collate_roundtrip(tiny):
     assert merged.completion_mask.sum() == batch.completion_mask.sum() + batch.completion_mask[0].sum()
     with pytest.raises(ValueError, match="at least one"):
         collate([], 0)
+
+
+def test_evaluate_with_tools_counts_calls_and_answers():
+    from labkit.tools import evaluate_with_tools
+    policy = _scripted(["[2*3]xxx6$", "5$", "[2*3]xxx7$", "6$"])
+    ev = evaluate_with_tools(policy, [_task("2*3=", "6"), _task("2*3=", "6")], samples=2, temperature=0.0)
+    assert ev.called == [True, False, True, False] and ev.right == [True, False, False, True]
+    assert ev.correct == [1, 1] and ev.acc == 0.5 and ev.tool_rate == 0.5
+    assert ev.acc_given(True) == 0.5 and ev.acc_given(False) == 0.5
+    with pytest.raises(ValueError, match="at least one task"):
+        evaluate_with_tools(policy, [])

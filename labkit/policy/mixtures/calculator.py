@@ -52,6 +52,13 @@ def demonstrations(seed: int, p_wrong: float, p_slip: float):
             yield task.prompt, demonstration(task, rng, p_wrong, p_slip)
 
 
+def card_evaluate(policy, tasks, samples, temperature):
+    """The card measures with the calculator executed (labkit.tools), as the notebooks use it."""
+    from labkit.tools import evaluate_with_tools
+
+    return evaluate_with_tools(policy, tasks, samples=samples, temperature=temperature)
+
+
 def card_tasks() -> dict:
     """The card measures the mixture's own categories on the shipped arithmetic eval set."""
     from labkit.tasks import load_eval_set
