@@ -10,8 +10,10 @@ result, and the policy goes on. The format, in the char alphabet of the tiny pol
 
 The policy opens a call with `[` and closes it with `]`; the environment then inserts `=` + the
 result + `;` (or `=?;` when the call is not a valid expression). The final answer is what the
-policy writes after the last `;` (the whole completion when there was no call), judged by the
-task world's own verifier. Tool characters are in the sequence (the policy attends to them) but
+policy writes after the last `;` (the whole completion when there was no call), or the last
+reply itself when nothing follows it, judged by the task world's own verifier. With
+`stop_after_call=True` the environment ends the episode after a reply, so a call submits its
+result (notebook 04 uses this: its tiny base never learned to copy a reply reliably). Tool characters are in the sequence (the policy attends to them) but
 not in the loss: `completion_mask` is 1 on policy tokens only.
 
 The calculator parses `n op n op ...` (canonical non-negative integers, + - *, `*` first) with
@@ -67,8 +69,12 @@ def format_call(expression: str) -> str:
 
 
 def final_answer(completion: str) -> str:
-    """The policy's answer: the text after the last tool reply (all of it when there was none)."""
-    return completion.rsplit(RESULT_CLOSE, 1)[-1]
+    """The answer: the text after the last tool reply (all of it when there was none); when
+    nothing follows the last reply, the reply itself is the answer (a call can submit its result)."""
+    head, closed, tail = completion.rpartition(RESULT_CLOSE)
+    if closed and not tail.strip() and RESULT_OPEN in head:
+        return head.rsplit(RESULT_OPEN, 1)[1]
+    return tail
 
 
 def count_calls(completion: str) -> int:
@@ -96,12 +102,14 @@ class ToolRollout(Rollout):
 
 @torch.no_grad()
 def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
-                 top_p: float = 1.0, generator: torch.Generator | None = None, max_calls: int = 2) -> ToolRollout:
+                 top_p: float = 1.0, generator: torch.Generator | None = None, max_calls: int = 2,
+                 stop_after_call: bool = False) -> ToolRollout:
     """Sample one completion per prompt, executing calculator calls as they close.
 
     Every row advances one token per step. A row whose policy just wrote `]` after an open `[`
     gets the calculator's reply queued; queued characters are fed as the row's next tokens
     instead of samples (logprob 0, entropy 0, mask 0). Calls beyond `max_calls` get '=?;'.
+    stop_after_call: the row ends once its first reply is written (the reply is its answer).
     temperature 0 decodes greedily. Same seed and device, same completions."""
     if not prompts:
         raise ValueError("tool_rollout needs at least one prompt; got an empty list")
@@ -128,6 +136,7 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
     queued: list[list[int]] = [[] for _ in range(batch)]
     segment = [""] * batch  # policy characters since the last tool reply
     calls = [0] * batch
+    stopped = [False] * batch  # ended by the environment after a reply
 
     cache = {cache_keyword(model): DynamicCache()}
     step_ids, positions = prompt_ids, position_ids_for(mask)
@@ -155,6 +164,8 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
             elif queued[i]:  # the environment speaks: a forced token, not the policy's
                 next_ids[i] = queued[i].pop(0)
                 tool_mask[i, t] = 1.0
+                if stop_after_call and not queued[i]:
+                    alive[i], stopped[i] = False, True
             else:
                 policy_mask[i, t] = 1.0
                 logprobs[i, t], entropies[i, t] = chosen[i], entropy[i]
@@ -182,7 +193,7 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
     used = int(present.sum(0).nonzero().max()) + 1
     tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
     policy_mask, tool_mask, present = policy_mask[:, :used], tool_mask[:, :used], present[:, :used]
-    finished = ((tokens == eos_id) & policy_mask.bool()).any(-1)
+    finished = ((tokens == eos_id) & policy_mask.bool()).any(-1) | torch.tensor(stopped, device=device)
     texts = [tokenizer.decode(row[keep.bool()], skip_special_tokens=True) for row, keep in zip(tokens, present)]
     model.train(was_training)
     return ToolRollout(torch.cat([prompt_ids, tokens], dim=1),
@@ -272,7 +283,7 @@ class ToolEvaluation(Evaluation):
 @torch.no_grad()
 def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, temperature: float = 1.0,
                         max_new_tokens: int = 40, batch_size: int = 512,
-                        generator: torch.Generator | None = None) -> ToolEvaluation:
+                        generator: torch.Generator | None = None, stop_after_call: bool = False) -> ToolEvaluation:
     """Sample `samples` tool-using completions per task and judge their final answers."""
     if not tasks:
         raise ValueError("evaluate_with_tools needs at least one task")
@@ -283,7 +294,8 @@ def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, tem
     entropy_sum, token_count = 0.0, 0.0
     for start in range(0, len(owners), batch_size):
         part = owners[start:start + batch_size]
-        batch = tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator)
+        batch = tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator,
+                             stop_after_call=stop_after_call)
         entropy_sum += float((batch.entropies * batch.completion_mask).sum())
         token_count += float(batch.completion_mask.sum())
         called += [c > 0 for c in batch.calls]

@@ -47,7 +47,10 @@ def test_call_format_and_answer_parsing():
     task = _task("6*7=", "42")
     assert verify_with_tools(task, "[6*7]=42;42").correct
     assert verify_with_tools(task, "42").correct
-    assert not verify_with_tools(task, "[6*7]=42;").correct  # the tool's reply alone is no answer
+    assert final_answer("[6*7]=42;") == "42"  # nothing after the reply: the reply is the answer
+    assert verify_with_tools(task, "[6*7]=42;").correct
+    assert not verify_with_tools(task, "[6*7]=?;").correct
+    assert final_answer("=42;") == "42" and final_answer(";") == ""
     assert not verify_with_tools(task, "[6*7]=42;41").correct
 
 
@@ -149,3 +152,12 @@ def test_evaluate_with_tools_counts_calls_and_answers():
     assert ev.acc_given(True) == 0.5 and ev.acc_given(False) == 0.5
     with pytest.raises(ValueError, match="at least one task"):
         evaluate_with_tools(policy, [])
+
+
+def test_tool_rollout_stop_after_call_submits_the_reply():
+    policy = _scripted(["[2*3]xxx9$", "5$"])
+    batch = tool_rollout(policy, ["2*3=", "2*3="], max_new_tokens=12, stop_after_call=True)
+    assert batch.completions == ["[2*3]=6;", "5"]
+    assert batch.finished.tolist() == [True, True]
+    assert batch.completion_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert verify_with_tools(_task("2*3=", "6"), batch.completions[0]).correct

@@ -21,6 +21,10 @@ HARD = (("mul", 2), ("mul", 3), ("add", 5), ("add", 6))
 P_HARD = 0.5  # share of hard tasks in the stream
 P_TOOL = 0.15  # share of demonstrations that call the calculator
 P_CALL_TYPO = 0.05  # share of tool demonstrations whose call has a wrong operand digit
+# Share of resumed demonstrations: a tool demonstration cut after its '[' or after the reply's
+# ';', the part before the cut moved into the prompt. They teach copying the operands and the
+# reply without teaching to open a call more often (the decision to call is at the cut-free start).
+P_RESUME = 0.3
 
 
 def expression_of(task) -> str:
@@ -41,13 +45,19 @@ def tool_demonstration(task, rng: random.Random, p_wrong: float, p_slip: float) 
 
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
-    """Endless (prompt, completion) pairs: easy and hard arithmetic, a tool call on P_TOOL of them."""
+    """Endless (prompt, completion) pairs: easy and hard arithmetic, a tool call on P_TOOL of them,
+    resumed tool demonstrations on P_RESUME."""
     rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
     while True:
         category, level = rng.choice(HARD if rng.random() < P_HARD else EASY)
         task = sample_task(category, level, rng)
-        if rng.random() < P_TOOL:
+        u = rng.random()
+        if u < P_TOOL:
             yield task.prompt, tool_demonstration(task, rng, p_wrong, p_slip)
+        elif u < P_TOOL + P_RESUME:
+            completion = tool_demonstration(task, rng, p_wrong, p_slip)
+            cut = 1 if rng.random() < 0.5 else completion.index(";") + 1
+            yield task.prompt + completion[:cut], completion[cut:]
         else:
             yield task.prompt, demonstration(task, rng, p_wrong, p_slip)
 
