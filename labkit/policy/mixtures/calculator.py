@@ -63,10 +63,11 @@ def demonstrations(seed: int, p_wrong: float, p_slip: float):
 
 
 def card_evaluate(policy, tasks, samples, temperature):
-    """The card measures with the calculator executed (labkit.tools), as the notebooks use it."""
+    """The card measures with the calculator executed and a call's reply submitted as the answer
+    (labkit.tools, stop_after_call=True), as notebook 04 uses the base."""
     from labkit.tools import evaluate_with_tools
 
-    return evaluate_with_tools(policy, tasks, samples=samples, temperature=temperature)
+    return evaluate_with_tools(policy, tasks, samples=samples, temperature=temperature, stop_after_call=True)
 
 
 def card_tasks() -> dict:
