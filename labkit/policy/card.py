@@ -27,9 +27,11 @@ def measure(checkpoint, samples: int = CARD_SAMPLES, seed: int = 0, mixture: str
     torch.manual_seed(seed)
     policy = load_policy(checkpoint, device="cpu")
     rows = []
+    # a mixture whose completions need an environment (e.g. a tool) brings its own evaluate
+    measure_fn = getattr(load_mixture(mixture), "card_evaluate", evaluate)
     for name, tasks in card_tasks(mixture).items():
-        sampled = evaluate(policy, tasks, samples=samples, temperature=1.0)
-        greedy = evaluate(policy, tasks, samples=1, temperature=0.0)
+        sampled = measure_fn(policy, tasks, samples=samples, temperature=1.0)
+        greedy = measure_fn(policy, tasks, samples=1, temperature=0.0)
         greedy_groups = greedy.by_group()
         for (category, difficulty), acc in sampled.by_group().items():
             rows.append({"category": category, "difficulty": difficulty, "acc_sampled": round(acc, 3),

@@ -1,0 +1,163 @@
+"""The calculator tool (labkit.tools): safe parser, call format, tool-using rollout, collate."""
+import builtins
+
+import pytest
+import torch
+from types import SimpleNamespace
+
+from labkit.policy import Policy, build_tokenizer, load_policy
+from labkit.rollout import completion_logprobs
+from labkit.tasks import Task
+from labkit.tools import (calculate, collate, count_calls, final_answer, format_call, split_rollout,
+                          tool_output, tool_rollout, verify_with_tools)
+
+
+def _task(prompt, answer):
+    return Task(prompt=prompt, answer=answer, category="mul", difficulty=2, world="arithmetic")
+
+
+@pytest.mark.parametrize("expression,value", [("347*28", 9716), ("12+3*4", 24), ("2*3-10", -4),
+                                              ("0+0", 0), ("1-2-3", -4), ("9*9*9*9", 6561)])
+def test_calculate_by_hand(expression, value):
+    assert calculate(expression) == value
+
+
+MALICIOUS = ["__import__('os').system('rm -rf /')", "1+1;import os", "2**100000", "(1+2)*3", "-1+2",
+             "1 + 2", "007*2", "12", "", "1+2+3+4+5", "9" * 25 + "*2", "999999999*999999999", "1e9*2",
+             "open('x')", "1/0", "１+２", None, 12]
+
+
+@pytest.mark.parametrize("expression", MALICIOUS)
+def test_calculate_rejects_and_never_evaluates(expression, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("eval/exec called on model output")
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    assert calculate(expression) is None
+
+
+def test_call_format_and_answer_parsing():
+    assert tool_output("347*28") == "=9716;"
+    assert tool_output("os.system") == "=?;"
+    assert format_call("6*7") == "[6*7]=42;"
+    assert final_answer("[6*7]=42;42") == "42"
+    assert final_answer("42") == "42"
+    assert final_answer("[1+1]=2;[2*3]=6;6") == "6"
+    assert count_calls("[1+1]=2;[2*3]=6;6") == 2 and count_calls("42") == 0
+    task = _task("6*7=", "42")
+    assert verify_with_tools(task, "[6*7]=42;42").correct
+    assert verify_with_tools(task, "42").correct
+    assert final_answer("[6*7]=42;") == "42"  # nothing after the reply: the reply is the answer
+    assert verify_with_tools(task, "[6*7]=42;").correct
+    assert not verify_with_tools(task, "[6*7]=?;").correct
+    assert final_answer("=42;") == "42" and final_answer(";") == ""
+    assert not verify_with_tools(task, "[6*7]=42;41").correct
+
+
+class ScriptedLM(torch.nn.Module):
+    """A fake causal LM that writes script[i][t] at step t (with overwhelming probability)."""
+
+    def __init__(self, scripts, tokenizer):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.tokenizer, self.step = tokenizer, 0
+        ids = [[tokenizer.eos_token_id if ch == "$" else tokenizer.convert_tokens_to_ids(ch) for ch in s]
+               for s in scripts]
+        self.ids = ids
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=True, logits_to_keep=1,
+                past_key_values=None):
+        logits = torch.full((input_ids.shape[0], 1, len(self.tokenizer)), -50.0)
+        for i, row in enumerate(self.ids):
+            logits[i, 0, row[min(self.step, len(row) - 1)]] = 50.0
+        self.step += 1
+        return SimpleNamespace(logits=logits)
+
+
+def _scripted(scripts):
+    tokenizer = build_tokenizer()
+    return Policy(model=ScriptedLM(scripts, tokenizer), tokenizer=tokenizer)
+
+
+def test_tool_rollout_inserts_results_and_masks_them():
+    # row 0 calls: the 3 steps after ']' are the environment's ('=6;'), whatever the script says there
+    # row 1 writes a malicious call: its characters are data, the calculator answers '=?;'
+    # row 2 answers directly
+    scripts = ["[2*3]xxx6$", "[os]xxx1$", "7$"]
+    policy = _scripted(scripts)
+    batch = tool_rollout(policy, ["2*3=", "1+1=", "3+4="], max_new_tokens=12,
+                         generator=torch.Generator().manual_seed(0))
+    assert batch.completions == ["[2*3]=6;6", "[os]=?;1", "7"]
+    assert batch.calls == [1, 1, 0]
+    assert batch.completion_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 1, 1]
+    assert batch.tool_mask[0].tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0]
+    assert batch.completion_mask[2].tolist() == [1, 1] + [0] * 8
+    # tool tokens are attended (attention 1) but carry no log-prob
+    assert batch.attention_mask[0, batch.prompt_len:].tolist() == [1] * 10
+    assert (batch.logprobs * batch.tool_mask).abs().sum() == 0
+    assert batch.finished.tolist() == [True, True, True]
+    assert verify_with_tools(_task("2*3=", "6"), batch.completions[0]).correct
+
+
+def test_tool_rollout_limits_calls():
+    policy = _scripted(["[1+1]xxx[2+2]xxx5$"])
+    batch = tool_rollout(policy, ["1="], max_new_tokens=20, max_calls=1)
+    assert batch.completions == ["[1+1]=2;[2+2]=?;5"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=0), dict(max_calls=-1), dict(temperature=-1.0),
+                                    dict(top_p=0.0)])
+def test_tool_rollout_bad_inputs(kwargs):
+    policy = _scripted(["1$"])
+    with pytest.raises(ValueError):
+        tool_rollout(policy, ["1="], **kwargs)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        tool_rollout(policy, [])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    return load_policy("tiny", device="cpu")
+
+
+def test_tool_rollout_is_deterministic_and_logprobs_match(tiny):
+    prompts = ["12+34=", "5*6=", "77-8="] * 4
+    a = tool_rollout(tiny, prompts, max_new_tokens=10, generator=torch.Generator().manual_seed(5))
+    b = tool_rollout(tiny, prompts, max_new_tokens=10, generator=torch.Generator().manual_seed(5))
+    assert a.completions == b.completions and torch.equal(a.logprobs, b.logprobs)
+    recomputed = completion_logprobs(tiny.model, a)
+    assert torch.allclose(recomputed * a.completion_mask, a.logprobs, atol=1e-4)
+
+
+def test_split_and_collate_roundtrip(tiny):
+    batch = tool_rollout(tiny, ["1+2=", "345*67=", "9="], max_new_tokens=8,
+                         generator=torch.Generator().manual_seed(1))
+    rows = split_rollout(batch)
+    merged = collate(rows[::-1] + rows[:1], tiny.tokenizer.pad_token_id)
+    assert merged.completions == batch.completions[::-1] + batch.completions[:1]
+    recomputed = completion_logprobs(tiny.model, merged)
+    assert torch.allclose(recomputed * merged.completion_mask, merged.logprobs, atol=1e-4)
+    assert merged.completion_mask.sum() == batch.completion_mask.sum() + batch.completion_mask[0].sum()
+    with pytest.raises(ValueError, match="at least one"):
+        collate([], 0)
+
+
+def test_evaluate_with_tools_counts_calls_and_answers():
+    from labkit.tools import evaluate_with_tools
+    policy = _scripted(["[2*3]xxx6$", "5$", "[2*3]xxx7$", "6$"])
+    ev = evaluate_with_tools(policy, [_task("2*3=", "6"), _task("2*3=", "6")], samples=2, temperature=0.0)
+    assert ev.called == [True, False, True, False] and ev.right == [True, False, False, True]
+    assert ev.correct == [1, 1] and ev.acc == 0.5 and ev.tool_rate == 0.5
+    assert ev.acc_given(True) == 0.5 and ev.acc_given(False) == 0.5
+    with pytest.raises(ValueError, match="at least one task"):
+        evaluate_with_tools(policy, [])
+
+
+def test_tool_rollout_stop_after_call_submits_the_reply():
+    policy = _scripted(["[2*3]xxx9$", "5$"])
+    batch = tool_rollout(policy, ["2*3=", "2*3="], max_new_tokens=12, stop_after_call=True)
+    assert batch.completions == ["[2*3]=6;", "5"]
+    assert batch.finished.tolist() == [True, True]
+    assert batch.completion_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert verify_with_tools(_task("2*3=", "6"), batch.completions[0]).correct
