@@ -1,6 +1,6 @@
 """labkit's GRPO step against TRL's GRPOTrainer and the floor: the same as `labkit bench`.
 
-    python benchmarks/grpo_vs_trl.py --fast          # the table in benchmarks/README.md
+    python benchmarks/grpo_vs_trl.py --reference --rounds 3   # the table in benchmarks/README.md
     python benchmarks/grpo_vs_trl.py --config long --json
 
 TRL is the optional `bench` extra (pip install -e ".[bench]"); without it only labkit and the

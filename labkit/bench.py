@@ -3,8 +3,8 @@
     labkit bench                          # both configurations, a table
     labkit bench --config long --json     # one configuration, machine-readable
     labkit bench --steps 2 --warmup 1 --no-trl   # a quick check of the harness
-    labkit bench --fast --rounds 3        # benchmarks/README.md's table: also the experimental variant,
-                                          # the sides alternating three times
+    labkit bench --reference --rounds 3   # benchmarks/README.md's table: also labkit with its fast
+                                          # paths off, the sides alternating three times
 
 Both sides train the same model (the shipped `tiny` checkpoint, or a seeded random `tiny` preset
 when none is shipped: speed does not depend on the weights) on the same tasks, 8 prompts x 8
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -163,7 +164,8 @@ def pool(rounds: list[dict], config: BenchConfig) -> dict:
 
 def run_labkit(config: BenchConfig, steps: int = 20, warmup: int = 3, seed: int = 0, model: str = "tiny",
                device: str = "cpu", variant: str = "labkit") -> dict:
-    """Time `labkit.rl.grpo_step` (or an experimental variant of it, see `fast_rollout`)."""
+    """Time `labkit.rl.grpo_step`. variant "reference": with labkit's fast paths off (every token
+    through `transformers`, no prompt sharing in the update), to show what they buy."""
     from labkit import rl
     from labkit.rl import RLConfig, grpo_step
 
@@ -176,8 +178,9 @@ def run_labkit(config: BenchConfig, steps: int = 20, warmup: int = 3, seed: int 
     tasks = tasks_for(config, steps + warmup, seed + 1000)
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     originals = rl.rollout, rl.completion_logprobs
-    if variant == "fast":
-        rl.rollout, rl.completion_logprobs = fast_rollout, shared_prefix_logprobs
+    if variant == "reference":
+        rl.rollout = functools.partial(originals[0], engine="transformers")
+        rl.completion_logprobs = functools.partial(originals[1], share_prompts=False)
     try:
         rss_before = maxrss_mib()
         times, rollout_s, update_s, lengths = [], [], [], []
@@ -421,215 +424,11 @@ def run_floor(config: BenchConfig, repeats: int = 20, seed: int = 0, model: str 
 
 
 # ---------------------------------------------------------------------------------------------
-# Experimental faster variants, measured here only (labkit.rollout and labkit.rl are the lead's).
-# `--fast` times grpo_step with both swapped in: `fast_rollout` for `rl.rollout` and
-# `shared_prefix_logprobs` for `rl.completion_logprobs`.
-
-
-def _unique_rows(ids: torch.Tensor):
-    """(unique rows, inverse index, index of one source row per unique row)."""
-    unique, inverse = torch.unique(ids, dim=0, return_inverse=True)
-    first = torch.empty(len(unique), dtype=torch.long, device=ids.device)
-    first.scatter_(0, inverse, torch.arange(len(ids), device=ids.device))
-    return unique, inverse, first
-
-
-def shared_prefix_logprobs(model, batch, with_entropy: bool = False):
-    """`labkit.rollout.completion_logprobs`, computing each distinct prompt once.
-
-    The G groups share G prompts: run the prompts once (G rows, with gradients) into a KV cache,
-    index the cache out to the B rows, then run the completion tokens of all B rows on top of it.
-    Same log-probabilities and gradients as one forward over B x (P + T) (the prompt's KV gets
-    the sum of the B rows' gradients through the indexing), but B x P prompt tokens become G x P.
-    """
-    from transformers import DynamicCache
-
-    from labkit.rollout import autocast, cache_keyword, completion_logprobs, position_ids_for
-
-    prompt_len = batch.prompt_len
-    unique, inverse, first = _unique_rows(batch.input_ids[:, :prompt_len])
-    if 2 * len(unique) > len(batch):  # little to share
-        return completion_logprobs(model, batch, with_entropy)
-    ids, mask = batch.input_ids, batch.attention_mask
-    positions = position_ids_for(mask)
-    cache = DynamicCache()
-    key = cache_keyword(model)
-    with autocast(ids.device):
-        out = model(input_ids=unique, attention_mask=mask[first, :prompt_len], position_ids=positions[first, :prompt_len],
-                    use_cache=True, logits_to_keep=1, **{key: cache})
-        logits = out.logits[inverse]  # (B, 1, V): predicts the first completion token
-        if ids.shape[1] - prompt_len > 1:
-            cache.batch_select_indices(inverse)
-            rest = model(input_ids=ids[:, prompt_len:-1], attention_mask=mask[:, :-1],
-                         position_ids=positions[:, prompt_len:-1], use_cache=True, **{key: cache}).logits
-            logits = torch.cat([logits, rest], dim=1)
-    logp_all = torch.nn.functional.log_softmax(logits.float(), dim=-1)
-    logp = logp_all.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
-    if not with_entropy:
-        return logp
-    return logp, -(logp_all.exp() * logp_all).sum(-1)
-
-
-@torch.no_grad()
-def fast_rollout(policy, prompts, max_new_tokens=16, temperature=1.0, top_p=1.0, generator=None):
-    """`labkit.rollout.rollout` with a shared prefill, a static KV cache and a lean decode step.
-
-    Each distinct prompt is prefilled once (one `transformers` call) and its KV cache indexed out
-    to its group's rows, in a preallocated cache; each decode step is a lean Llama forward over
-    the model's own weights (fused q/k/v and gate/up matrices, attention as two batched matmuls,
-    RoPE tables computed once). The sampling is the substrate's (softmax(logits / temperature),
-    top-p, `torch.multinomial` with `generator`), and so is the returned `Rollout`.
-    Models other than plain Llama fall back to the substrate's rollout.
-    """
-    from transformers import DynamicCache
-
-    from labkit.rollout import Rollout, cache_keyword, position_ids_for, rollout, top_p_filter
-
-    model, tokenizer = policy.model, policy.tokenizer
-    lean = _LeanLlama.of(model)
-    if lean is None:
-        return rollout(policy, prompts, max_new_tokens, temperature, top_p, generator)
-    was_training = model.training
-    model.eval()
-    device = policy.device
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
-    prompt_ids = encoded["input_ids"].to(device)
-    prompt_mask = encoded["attention_mask"].to(device)
-    batch, prompt_len = prompt_ids.shape
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    total = prompt_len + max_new_tokens
-
-    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(batch, max_new_tokens, device=device)
-    entropies = torch.zeros(batch, max_new_tokens, device=device)
-    completion_mask = torch.zeros(batch, max_new_tokens, device=device)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
-
-    # prefill each distinct prompt once, then give every row its prompt's cache
-    unique, inverse, first = _unique_rows(prompt_ids)
-    positions = position_ids_for(prompt_mask)
-    prefill_cache = DynamicCache()
-    out = model(input_ids=unique, attention_mask=prompt_mask[first], position_ids=positions[first], use_cache=True,
-                logits_to_keep=1, **{cache_keyword(model): prefill_cache})
-    logits = out.logits[inverse, -1].float()
-    cache = lean.new_cache(batch, total)
-    for (k_cache, v_cache), layer in zip(cache, prefill_cache.layers):
-        k_cache.view(batch, lean.kv_heads, total, -1)[:, :, :prompt_len] = layer.keys[inverse]
-        v_cache.view(batch, lean.kv_heads, total, -1)[:, :, :prompt_len] = layer.values[inverse]
-    del prefill_cache
-    # key-padding bias over the whole static cache, one row per (sequence, head)
-    bias = torch.zeros(batch, total, device=device)
-    bias[:, :prompt_len].masked_fill_(prompt_mask == 0, float("-inf"))
-    bias = bias[:, None, None, :].expand(-1, lean.heads, 1, -1).reshape(batch * lean.heads, 1, total)
-    step_positions = positions[:, -1:] + torch.arange(1, max_new_tokens, device=device)  # (B, T - 1)
-    cos, sin = lean.rope_tables(step_positions)
-
-    for t in range(max_new_tokens):
-        if temperature > 0:
-            scores = logits / temperature if temperature != 1.0 else logits  # x / 1.0 == x exactly
-            logp_all = scores.log_softmax(-1)
-            sample_scores = top_p_filter(scores, top_p) if top_p < 1.0 else scores
-            next_ids = torch.multinomial(sample_scores.softmax(-1), 1, generator=generator).squeeze(1)
-        else:
-            logp_all = logits.log_softmax(-1)
-            next_ids = logits.argmax(-1)
-        entropies[:, t] = -(logp_all.exp() * logp_all).sum(-1) * alive
-        logprobs[:, t] = logp_all.gather(1, next_ids[:, None]).squeeze(1) * alive
-        completion_mask[:, t] = alive
-        next_ids = torch.where(alive, next_ids, pad_id)
-        tokens[:, t] = next_ids
-        alive &= next_ids != eos_id
-        if t == max_new_tokens - 1 or not alive.any():
-            break
-        logits = lean.decode(next_ids, cos[:, t], sin[:, t], cache, prompt_len + t, bias)
-
-    used = int(completion_mask.sum(0).nonzero().max()) + 1
-    tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
-    completion_mask = completion_mask[:, :used]
-    finished = ((tokens == eos_id) & completion_mask.bool()).any(-1)
-    full_ids = torch.cat([prompt_ids, tokens], dim=1)
-    full_mask = torch.cat([prompt_mask, completion_mask.long()], dim=1)
-    texts = tokenizer.batch_decode([row[m.bool()].tolist() for row, m in zip(tokens, completion_mask)],
-                                   skip_special_tokens=True)
-    model.train(was_training)
-    return Rollout(full_ids, full_mask, prompt_len, completion_mask, logprobs, entropies, texts, list(prompts), finished)
-
-
-class _LeanLlama:
-    """One-token decode step of a `transformers` Llama over its own weights, with a static KV cache.
-
-    The fused weight matrices are concatenated once per rollout (the weights change every update)."""
-
-    def __init__(self, model):
-        inner, cfg = model.model, model.config
-        self.embed = inner.embed_tokens.weight
-        self.head = model.get_output_embeddings()  # a module call, so forward hooks still apply
-        self.rotary = inner.rotary_emb
-        self.norm_w, self.eps = inner.norm.weight, inner.norm.variance_epsilon
-        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.scaling = self.head_dim ** -0.5
-        self.layers = []
-        for layer in inner.layers:
-            a, m = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon,
-                torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-                a.o_proj.weight,
-                layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon,
-                torch.cat([m.gate_proj.weight, m.up_proj.weight]),
-                m.down_proj.weight,
-            ))
-
-    @staticmethod
-    def of(model):
-        cfg = model.config
-        plain = (type(model).__name__ == "LlamaForCausalLM" and getattr(cfg, "pretraining_tp", 1) == 1
-                 and cfg.hidden_act == "silu" and not cfg.attention_bias and not cfg.mlp_bias)
-        return _LeanLlama(model) if plain else None
-
-    def new_cache(self, batch, total):
-        shape = (batch * self.kv_heads, total, self.head_dim)
-        return [(self.embed.new_zeros(shape), self.embed.new_zeros(shape)) for _ in self.layers]
-
-    def rope_tables(self, positions):
-        cos, sin = self.rotary(self.embed[:1], positions)  # (B, S, D)
-        return cos.to(self.embed.dtype), sin.to(self.embed.dtype)
-
-    def decode(self, ids, cos, sin, cache, at, bias):
-        """ids (B,) written at cache slot `at`; returns the next-token logits (B, V) in float32."""
-        F = torch.nn.functional
-        batch, h, kv, d = ids.shape[0], self.heads, self.kv_heads, self.head_dim
-        hidden = h * d
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, D)
-        length = at + 1
-        mask = bias[:, :, :length]
-        x = self.embed[ids]
-        for (ln1, eps1, w_qkv, w_o, ln2, eps2, w_gu, w_down), (k_cache, v_cache) in zip(self.layers, cache):
-            qkv = F.linear(F.rms_norm(x, (x.shape[-1],), ln1, eps1), w_qkv)
-            qk = _rope(qkv[:, :hidden + kv * d].view(batch, h + kv, d), cos, sin)  # q and k in one go
-            q = qk[:, :h]
-            k_cache.view(batch, kv, -1, d)[:, :, at] = qk[:, h:]
-            v_cache.view(batch, kv, -1, d)[:, :, at] = qkv[:, hidden + kv * d:].view(batch, kv, d)
-            keys, values = k_cache[:, :length], v_cache[:, :length]
-            if kv != h:
-                keys = keys.view(batch, kv, length, d).repeat_interleave(h // kv, 1).view(batch * h, length, d)
-                values = values.view(batch, kv, length, d).repeat_interleave(h // kv, 1).view(batch * h, length, d)
-            scores = torch.baddbmm(mask, q.reshape(batch * h, 1, d), keys.transpose(1, 2), alpha=self.scaling)
-            attn = torch.bmm(scores.softmax(-1), values).view(batch, hidden)
-            x = x + F.linear(attn, w_o)
-            gate, up = F.linear(F.rms_norm(x, (x.shape[-1],), ln2, eps2), w_gu).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w_down)
-        return self.head(F.rms_norm(x, (x.shape[-1],), self.norm_w, self.eps)).float()
-
-
-def _rope(x, cos, sin):
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
-
-
-# ---------------------------------------------------------------------------------------------
 # Orchestration: each side in its own process, then one table
+
+
+# worker name -> the key of its figures in the results
+SIDE_KEYS = {"labkit": "labkit", "reference": "labkit_reference", "trl": "trl"}
 
 
 def _worker(args) -> dict:
@@ -660,7 +459,7 @@ def bench_config(name: str, args) -> dict:
     config = CONFIGS[name]
     result = {"config": name, "task": config.note, "batch": f"{PROMPTS_PER_STEP} prompts x {GROUP_SIZE} completions",
               "completion_tokens": config.max_new_tokens, "threads": args.threads, "load_avg_before": load_avg()}
-    sides = ["labkit"] + (["fast"] if args.fast else [])
+    sides = ["labkit"] + (["reference"] if args.reference else [])
     if not args.no_trl and trl_available():
         sides.append("trl")
     elif not args.no_trl:
@@ -675,21 +474,21 @@ def bench_config(name: str, args) -> dict:
     result["floor"] = sorted(floors, key=lambda f: f["floor_step_s"])[(len(floors) - 1) // 2]  # the median round
     result["floor"]["rounds_floor_step_s"] = [f["floor_step_s"] for f in floors]
     for side, rounds in runs.items():
-        result["labkit_fast" if side == "fast" else side] = pool(rounds, config)
+        result[SIDE_KEYS[side]] = pool(rounds, config)
     floor = result["floor"]["floor_step_s"]
-    for side in ("labkit", "labkit_fast", "trl"):
+    for side in SIDE_KEYS.values():
         if result.get(side):
             result[side]["step_over_floor"] = round(result[side]["median_step_s"] / floor, 2)
     if result.get("trl"):
         # the ratio within each round (the sides ran minutes apart at most), and over the pooled steps
-        for side, key in (("labkit", "labkit_over_trl_by_round"), ("fast", "labkit_fast_over_trl_by_round")):
+        trl = result["trl"]
+        for side in ("labkit", "reference"):
             if side in runs:
-                result[key] = [round(t["median_step_s"] / x["median_step_s"], 2) for x, t in zip(runs[side], runs["trl"])]
-        lab, trl = result["labkit"], result["trl"]
-        result["labkit_over_trl_completions_per_s"] = round(lab["completions_per_s"] / trl["completions_per_s"], 2)
-        if result.get("labkit_fast"):
-            result["labkit_fast_over_trl_completions_per_s"] = round(
-                result["labkit_fast"]["completions_per_s"] / trl["completions_per_s"], 2)
+                key = SIDE_KEYS[side]
+                result[f"{key}_over_trl_by_round"] = [round(t["median_step_s"] / x["median_step_s"], 2)
+                                                      for x, t in zip(runs[side], runs["trl"])]
+                result[f"{key}_over_trl_completions_per_s"] = round(
+                    result[key]["completions_per_s"] / trl["completions_per_s"], 2)
     result["load_avg_after"] = load_avg()
     return result
 
@@ -699,12 +498,11 @@ def table(results: list[dict]) -> str:
             "|---|---|---|---|---|---|---|")
     rows = [head]
     for r in results:
-        for side in ("labkit", "labkit_fast", "trl"):
+        for side in SIDE_KEYS.values():
             s = r.get(side)
             if not s:
                 continue
-            ratio = r.get("labkit_over_trl_completions_per_s") if side == "labkit" else \
-                r.get("labkit_fast_over_trl_completions_per_s") if side == "labkit_fast" else 1.0
+            ratio = 1.0 if side == "trl" else r.get(f"{side}_over_trl_completions_per_s")
             ratio = "–" if ratio is None else f"{ratio:.2f}x"
             rows.append(f"| {r['config']} | {side} | {s['median_step_s']:.4f} | {s['completions_per_s']:.1f} | {ratio} "
                         f"| {s['step_over_floor']:.2f} | {s['peak_rss_mib']:.0f} ({s['rss_growth_mib']:.0f}) |")
@@ -714,7 +512,8 @@ def table(results: list[dict]) -> str:
                     f"{f['decode_step_s']:.5f} |")
     loads = "; ".join(f"{r['config']}: {r['load_avg_before']} -> {r['load_avg_after']}" for r in results)
     text = "\n".join(rows) + f"\n\nthreads: {results[0]['threads']}; load average (1, 5, 15 min) before -> after: {loads}"
-    for key, label in (("labkit_over_trl_by_round", "labkit/TRL"), ("labkit_fast_over_trl_by_round", "labkit_fast/TRL")):
+    for key, label in (("labkit_over_trl_by_round", "labkit/TRL"),
+                       ("labkit_reference_over_trl_by_round", "labkit_reference/TRL")):
         by_round = "; ".join(f"{r['config']} {r[key]}" for r in results if r.get(key))
         if by_round:
             text += f"\n{label} within each round: {by_round}"
@@ -735,11 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (it is skipped anyway when not installed)")
-    ap.add_argument("--fast", action="store_true", help="also time the experimental variant (labkit_fast): "
-                    "shared-prefix prefill and update, static KV cache, lean decode step")
+    ap.add_argument("--reference", action="store_true", help="also time labkit with its fast paths off "
+                    "(labkit_reference: every token through transformers, no prompt sharing in the update)")
     ap.add_argument("--inprocess", action="store_true", help="run every side in this process (faster; peak "
                     "memory is then the whole process's)")
-    ap.add_argument("--worker", choices=["labkit", "fast", "trl", "floor"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["labkit", "reference", "trl", "floor"], help=argparse.SUPPRESS)
     return ap
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from labkit.lean import LeanDecoder, shared_prompt_logprobs
 from labkit.policy import Policy
 
 
@@ -84,13 +85,71 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return positions.masked_fill(attention_mask == 0, 1)
 
 
+ENGINES = ("auto", "lean", "transformers")
+
+
+class TransformersDecoder:
+    """Prefill and one-token steps through the model's own forward: any causal LM (peft adapters,
+    hooked or wrapped models included) that takes a KV cache."""
+
+    def __init__(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+        self.model, self.step_ids, self.mask = model, prompt_ids, prompt_mask
+        self.positions = position_ids_for(prompt_mask)
+        self.cache = {cache_keyword(model): DynamicCache()}  # filled in place by each forward call
+
+    def _forward(self) -> torch.Tensor:
+        with autocast(self.step_ids.device):
+            out = self.model(input_ids=self.step_ids, attention_mask=self.mask, position_ids=self.positions,
+                             use_cache=True, logits_to_keep=1, **self.cache)
+        return out.logits[:, -1, :].float()
+
+    def prefill(self) -> torch.Tensor:
+        return self._forward()
+
+    def step(self, ids: torch.Tensor, t: int) -> torch.Tensor:
+        self.step_ids = ids[:, None]
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(ids), 1)], dim=1)
+        self.positions = self.positions[:, -1:] + 1
+        return self._forward()
+
+
+def decoder_for(model, engine: str, prompt_ids, prompt_mask, max_new_tokens: int):
+    """The lean static-cache decoder where it applies (`auto`: plain Llama on CPU), else transformers'."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    lean = engine == "lean" or (engine == "auto" and prompt_ids.device.type == "cpu")
+    if lean and LeanDecoder.supports(model):
+        return LeanDecoder(model, prompt_ids, prompt_mask, max_new_tokens, cache_keyword(model),
+                           position_ids_for(prompt_mask))
+    if engine == "lean":
+        raise ValueError(f"engine 'lean' needs a plain LlamaForCausalLM without hooks; got "
+                         f"{type(model).__name__} (use engine='auto' or 'transformers')")
+    return TransformersDecoder(model, prompt_ids, prompt_mask)
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator):
+    """(next ids, log pi of every token) from next-token logits (B, V): softmax(logits / T),
+    top-p truncated for the draw only; temperature 0 is greedy."""
+    if temperature == 0:
+        return logits.argmax(-1), logits.log_softmax(-1)
+    scores = logits / temperature
+    logp_all = scores.log_softmax(-1)
+    probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
+    if generator is not None and generator.device != probs.device:
+        probs = probs.cpu()  # a CPU generator (e.g. a fixed eval seed) samples on the CPU
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device), logp_all
+
+
 @torch.no_grad()
 def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temperature: float = 1.0,
-            top_p: float = 1.0, generator: torch.Generator | None = None) -> Rollout:
+            top_p: float = 1.0, generator: torch.Generator | None = None, engine: str = "auto") -> Rollout:
     """Sample one completion per prompt (repeat a prompt in `prompts` for a group).
 
     temperature 0 decodes greedily. Sampling uses `torch.multinomial` with `generator` (or the
     global torch RNG), so a fixed seed gives the same completions on the same device.
+    engine: "transformers" runs the model's own forward each token; "lean" the static-cache
+    decoder of `labkit.lean` (plain Llama only); "auto" (default) the lean one where it applies
+    on the CPU. Both draw the same tokens for the same generator.
     """
     if not prompts:
         raise ValueError("rollout needs at least one prompt; got an empty list")
@@ -104,9 +163,10 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
     model.eval()
     encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
     prompt_ids = encoded["input_ids"].to(device)
-    mask = encoded["attention_mask"].to(device)
+    prompt_mask = encoded["attention_mask"].to(device)
     batch, prompt_len = prompt_ids.shape
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    decoder = decoder_for(model, engine, prompt_ids, prompt_mask, max_new_tokens)
 
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, max_new_tokens, device=device)
@@ -114,24 +174,9 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     completion_mask = torch.zeros(batch, max_new_tokens, device=device)
 
-    cache = {cache_keyword(model): DynamicCache()}  # filled in place by each forward call
-    step_ids, positions = prompt_ids, position_ids_for(mask)
+    logits = decoder.prefill()
     for t in range(max_new_tokens):
-        with autocast(device):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                        use_cache=True, logits_to_keep=1, **cache)
-        logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            scores = logits / temperature
-            logp_all = scores.log_softmax(-1)
-            sample_scores = top_p_filter(scores, top_p) if top_p < 1.0 else scores
-            probs = sample_scores.softmax(-1)
-            if generator is not None and generator.device != probs.device:
-                probs = probs.cpu()  # a CPU generator (e.g. a fixed eval seed) samples on the CPU
-            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
-        else:
-            logp_all = logits.log_softmax(-1)
-            next_ids = logits.argmax(-1)
+        next_ids, logp_all = sample_next(logits, temperature, top_p, generator)
         # H = -sum_a pi(a) log pi(a), over the full distribution at this position
         entropies[:, t] = entropy_of(logp_all) * alive
         logprobs[:, t] = logp_all.gather(1, next_ids[:, None]).squeeze(1) * alive
@@ -139,33 +184,37 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
         next_ids = torch.where(alive, next_ids, torch.full_like(next_ids, pad_id))
         tokens[:, t] = next_ids
         alive = alive & (next_ids != eos_id)
-        if not alive.any():
+        if t == max_new_tokens - 1 or not alive.any():
             break
-        step_ids = next_ids[:, None]
-        mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=device)], dim=1)
-        positions = positions[:, -1:] + 1
+        logits = decoder.step(next_ids, t)
 
     used = int(completion_mask.sum(0).nonzero().max()) + 1
     tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
     completion_mask = completion_mask[:, :used]
     finished = ((tokens == eos_id) & completion_mask.bool()).any(-1)
     full_ids = torch.cat([prompt_ids, tokens], dim=1)
-    full_mask = torch.cat([encoded["attention_mask"].to(device), completion_mask.long()], dim=1)
-    texts = [tokenizer.decode(row[row_mask.bool()], skip_special_tokens=True)
-             for row, row_mask in zip(tokens, completion_mask)]
+    full_mask = torch.cat([prompt_mask, completion_mask.long()], dim=1)
+    texts = tokenizer.batch_decode([row[m.bool()].tolist() for row, m in zip(tokens, completion_mask)],
+                                   skip_special_tokens=True)
     model.train(was_training)
     return Rollout(full_ids, full_mask, prompt_len, completion_mask, logprobs, entropies,
                    texts, list(prompts), finished)
 
 
-def completion_logprobs(model, batch: Rollout, with_entropy: bool = False):
+def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share_prompts: bool = True):
     """Per-token log-probabilities (and entropies) of the completion tokens under `model`,
-    recomputed with gradients in one forward pass over prompt + completion."""
+    recomputed with gradients in one forward pass over prompt + completion.
+
+    share_prompts: when groups repeat prompts, each distinct prompt is computed once and its KV
+    cache shared by its rows (`labkit.lean.shared_prompt_logprobs`; same values and gradients)."""
     ids, mask = batch.input_ids, batch.attention_mask
-    with autocast(ids.device):
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_for(mask)).logits
-    # the logits at position t predict token t + 1
-    logits = logits[:, batch.prompt_len - 1:-1].float()
+    logits = shared_prompt_logprobs(model, batch, cache_keyword(model), autocast) if share_prompts else None
+    if logits is None:
+        with autocast(ids.device):
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_for(mask)).logits
+        # the logits at position t predict token t + 1
+        logits = logits[:, batch.prompt_len - 1:-1]
+    logits = logits.float()
     logp_all = F.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
     if not with_entropy:

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from labkit.policy import Policy, build_tokenizer, make_model
+from labkit.rl import subset
 from labkit.rollout import completion_logprobs, rollout
 
 
@@ -21,10 +22,11 @@ def policy():
 PROMPTS = ["12+345=", "3*4=", "s:5813=", "r:1=", "7 3 2>13="] * 2
 
 
+@pytest.mark.parametrize("engine", ["lean", "transformers"])
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9)])
-def test_same_samples_as_generate(policy, temperature, top_p):
+def test_same_samples_as_generate(policy, temperature, top_p, engine):
     torch.manual_seed(123)
-    ours = rollout(policy, PROMPTS, max_new_tokens=12, temperature=temperature, top_p=top_p)
+    ours = rollout(policy, PROMPTS, max_new_tokens=12, temperature=temperature, top_p=top_p, engine=engine)
     enc = policy.tokenizer(PROMPTS, return_tensors="pt", padding=True)
     torch.manual_seed(123)
     theirs = policy.model.generate(**enc, do_sample=True, max_new_tokens=12, temperature=temperature,
@@ -78,3 +80,47 @@ def test_entropy_ignores_masked_tokens_instead_of_giving_nan():
     logits = torch.tensor([[0.0, 0.0, float("-inf")], [0.0, 0.0, 0.0]])
     h = entropy_of(logits.log_softmax(-1))
     assert torch.allclose(h, torch.log(torch.tensor([2.0, 3.0])))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_lean_and_transformers_engines_agree(policy, temperature):
+    """Same draws, log-probs and entropies to float rounding; groups share a prompt prefill."""
+    prompts = [p for p in PROMPTS[:5] for _ in range(4)]
+    a = rollout(policy, prompts, 12, temperature, generator=torch.Generator().manual_seed(3), engine="transformers")
+    b = rollout(policy, prompts, 12, temperature, generator=torch.Generator().manual_seed(3), engine="lean")
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.attention_mask, b.attention_mask)
+    assert a.completions == b.completions and torch.equal(a.finished, b.finished)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    assert torch.allclose(a.entropies, b.entropies, atol=1e-5)
+
+
+def test_auto_engine_honours_hooks_and_lean_refuses_what_it_cannot_decode(policy):
+    calls = []
+    handle = policy.model.model.layers[0].register_forward_hook(lambda *args: calls.append(1))
+    try:
+        rollout(policy, ["1+1="], 4, generator=torch.Generator().manual_seed(0))  # auto: transformers
+        assert len(calls) >= 2  # the hooked layer ran for the prefill and every decode step
+        with pytest.raises(ValueError, match="engine 'lean' needs a plain LlamaForCausalLM without hooks"):
+            rollout(policy, ["1+1="], 4, engine="lean")
+    finally:
+        handle.remove()
+    with pytest.raises(ValueError, match="engine must be one of auto, lean, transformers; got 'fast'"):
+        rollout(policy, ["1+1="], 4, engine="fast")
+
+
+def test_shared_prompt_logprobs_match_with_the_same_gradients(policy):
+    prompts = [p for p in PROMPTS[:3] for _ in range(4)]
+    batch = rollout(policy, prompts, 6, generator=torch.Generator().manual_seed(0))
+    batch = subset(batch, torch.randperm(len(batch), generator=torch.Generator().manual_seed(1)))  # groups shuffled
+    model = policy.model
+    results = []
+    for share in (False, True):
+        logp, entropy = completion_logprobs(model, batch, with_entropy=True, share_prompts=share)
+        ((logp + entropy) * batch.completion_mask).sum().backward()
+        results.append((logp.detach(), entropy.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad(set_to_none=True)
+    (lp0, h0, g0), (lp1, h1, g1) = results
+    mask = batch.completion_mask.bool()
+    assert torch.allclose(lp0[mask], lp1[mask], atol=1e-5) and torch.allclose(h0[mask], h1[mask], atol=1e-5)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
