@@ -28,7 +28,7 @@ from labkit.vision.model import make_vlm
 from labkit.vision.world import (KINDS, REGIMES, answer_from_counts, completion_text, counterbias_tasks, images_of,
                                  make_tasks, noisy_description, parse_description, sample_task, text_only_prompt)
 
-CARD_TASKS = 300  # held-out tasks per card set
+CARD_TASKS = 200  # held-out tasks per card set
 CARD_SAMPLES = 2
 
 
@@ -55,7 +55,7 @@ def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut):
         yield image_rows, text_rows
 
 
-def coldstart(out, steps=1500, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
+def coldstart(out, steps=350, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
               shortcut=0.9, seed=0, threads=None, device="cpu", log_every=50):
     from transformers.utils import logging as hf_logging
 
@@ -122,7 +122,7 @@ def write_card(out, command: str) -> Path:
     (out / "card.json").write_text(json.dumps({"made": made, "command": command, "measured": rows}, indent=1))
     lines = [f"# {out.name}: the tiny vision-language model of notebook 12", "",
              f"A {made['parameters']:,}-parameter TinyVLM (labkit/vision/model.py): a patch-MLP encoder and projector "
-             "feeding labkit's tiny Llama as 16 prefix embeddings. Cold-started by labkit/vision/coldstart.py on "
+             "feeding labkit's tiny Llama as 17 prefix embeddings (a pooled token and one per patch). Cold-started by labkit/vision/coldstart.py on "
              "(image, question) -> `<description>...</description>answer` with descriptions noisy "
              f"(p={made['p_noise']}, noise on {'a count the question asks about' if made['regime'] == 'asked' else 'a random colour'}) "
              f"and answers right, plus {made['text_fraction']:.0%} text-only examples.", "",
@@ -140,7 +140,7 @@ def write_card(out, command: str) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labkit.vision.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory, e.g. data/models/tiny-vlm")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=350)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--p-noise", type=float, default=0.3, help="share of descriptions with one count off by one")

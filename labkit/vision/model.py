@@ -1,7 +1,9 @@
 """A tiny vision-language model: patch encoder -> projector -> prefix of the tiny Llama's input.
 
-    image (3, 16, 16) -> 16 patches of 4x4x3 -> MLP + patch position -> projector -> 16 prefix
-    embeddings, then the prompt's token embeddings; the Llama (labkit's `tiny` preset) reads both.
+    image (3, 16, 16) -> 16 patches of 4x4x3 -> MLP -> [mean over patches | each patch + its position]
+    -> projector -> 17 prefix embeddings, then the prompt's token embeddings; the Llama (labkit's
+    `tiny` preset) reads both. The pooled token (like a CLS token) makes "how many of a colour" a
+    linear read-out of the image, which a 0.8M-parameter model learns within a CPU-minutes budget.
 
 `TinyVLM` is a `transformers.PreTrainedModel` with its own config, so it saves and loads with
 `save_pretrained`/`from_pretrained` and moves with `.to(device)` like any model of the field.
@@ -54,10 +56,10 @@ class TinyVLM(PreTrainedModel):
 
     @property
     def prefix_len(self) -> int:
-        return self.config.num_patches
+        return self.config.num_patches + 1  # the pooled token, then one per patch
 
     def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, num_patches, hidden): the prefix the language model reads."""
+        """(B, C, H, W) -> (B, 1 + num_patches, hidden): the prefix the language model reads."""
         c, p = self.config.channels, self.config.patch_size
         if pixel_values.dim() != 4 or pixel_values.shape[1] != c or pixel_values.shape[-1] != self.config.image_size \
                 or pixel_values.shape[-2] != self.config.image_size:
@@ -66,8 +68,9 @@ class TinyVLM(PreTrainedModel):
         b = pixel_values.shape[0]
         patches = pixel_values.unfold(2, p, p).unfold(3, p, p)  # (B, C, h, w, p, p)
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
-        features = self.patch_embed(patches.to(self.patch_position.dtype)) + self.patch_position
-        return self.projector(features)
+        features = self.patch_embed(patches.to(self.patch_position.dtype))
+        pooled = features.mean(dim=1, keepdim=True)  # counts of what the patches show, up to a scale
+        return self.projector(torch.cat([pooled, features + self.patch_position], dim=1))
 
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, position_ids=None, labels=None,
                 **kwargs):
