@@ -53,6 +53,12 @@ class TinyVLM(PreTrainedModel):
         self.projector = nn.Linear(config.encoder_hidden, text.hidden_size)
         self.language_model = LlamaForCausalLM(text)
         self.post_init()
+        # post_init draws every Linear at std 0.02, which through three layers makes the image prefix
+        # ~10x smaller than a token embedding (and its gradients vanish): the encoder keeps
+        # PyTorch's fan-in initialisation instead
+        for layer in (*self.patch_embed, self.projector):
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
 
     @property
     def prefix_len(self) -> int:
