@@ -55,7 +55,7 @@ def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut):
         yield image_rows, text_rows
 
 
-def coldstart(out, steps=300, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
+def coldstart(out, steps=900, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
               shortcut=0.9, seed=0, threads=None, device="cpu", log_every=50):
     from transformers.utils import logging as hf_logging
 
@@ -140,7 +140,7 @@ def write_card(out, command: str) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labkit.vision.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory, e.g. data/models/tiny-vlm")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--p-noise", type=float, default=0.3, help="share of descriptions with one count off by one")
