@@ -1,0 +1,175 @@
+"""The cold start of the tiny VLM: supervised training that ships as data/models/tiny-vlm.
+
+Two kinds of examples (as Vision-SR1's cold-start data: vision reasoning + text-only reasoning):
+
+    (image, question)        -> <description>r2g1b3</description>5    the description noisy, the answer right
+    question + description   -> 5                                      the answer that description implies
+
+The descriptions are imperfect on purpose (world.noisy_description): with probability p_noise one
+count is off by one, a count the question asks about (`--noise asked`, the paper's premise: the
+answers come from looking, the descriptions are wrong where it matters) or a random colour's
+(`--noise colour`). The learning rate warms up and decays (cosine to a tenth); the checkpoint is the
+one after the decay (RL from a mid-schedule checkpoint collapsed in a prototype).
+
+    python -m labkit.vision.coldstart --out data/models/tiny-vlm --threads 1
+"""
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from labkit.policy.pretrain import encode_batch, learning_rate
+from labkit.policy.tokenizer import build_tokenizer
+from labkit.vision.model import make_vlm
+from labkit.vision.world import (KINDS, REGIMES, answer_from_counts, completion_text, counterbias_tasks, images_of,
+                                 make_tasks, noisy_description, parse_description, sample_task, text_only_prompt)
+
+CARD_TASKS = 200  # held-out tasks per card set
+CARD_SAMPLES = 2
+
+
+def examples(seed: int, p_noise: float, regime: str, shortcut: float):
+    """An endless stream of (kind, task, prompt, completion): kind "image" or "text"."""
+    rng = random.Random(f"coldstart-{seed}")
+    while True:
+        task = sample_task(rng, rng.choice(KINDS), shortcut)
+        description = noisy_description(task, rng, p_noise, regime)
+        yield task, description, rng.random()
+
+
+def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut):
+    stream = examples(seed, p_noise, regime, shortcut)
+    while True:
+        image_rows, text_rows = [], []
+        for _ in range(batch_size):
+            task, description, u = next(stream)
+            if u < text_fraction:  # text-only: the answer this (possibly wrong) description implies
+                implied = answer_from_counts(task.kind, task.colours, parse_description(description))
+                text_rows.append((text_only_prompt(task.question, description), implied))
+            else:  # with the image: the (possibly wrong) description, then the right answer
+                image_rows.append((task, (task.question, completion_text(description, task.answer))))
+        yield image_rows, text_rows
+
+
+def coldstart(out, steps=900, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
+              shortcut=0.9, seed=0, threads=None, device="cpu", log_every=50):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    model = make_vlm(tokenizer).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    history, started = [], time.time()
+    stream = batches(seed, batch_size, text_fraction, p_noise, regime, shortcut)
+    model.train()
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup=min(100, steps // 10 + 1))
+        image_rows, text_rows = next(stream)
+        losses, weights = [], []
+        if image_rows:
+            ids, mask, labels = encode_batch(tokenizer, [pair for _, pair in image_rows])
+            pixels = images_of([task for task, _ in image_rows]).to(device)
+            losses.append(model(input_ids=ids.to(device), attention_mask=mask.to(device), pixel_values=pixels,
+                                labels=labels.to(device)).loss)
+            weights.append(len(image_rows))
+        if text_rows:
+            ids, mask, labels = encode_batch(tokenizer, text_rows)
+            losses.append(model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                labels=labels.to(device)).loss)
+            weights.append(len(text_rows))
+        loss = sum(l * w for l, w in zip(losses, weights)) / sum(weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % log_every == 0 or step == steps - 1:
+            history.append({"step": step, "loss": round(loss.item(), 4), "minutes": round((time.time() - started) / 60, 2)})
+            print(json.dumps(history[-1]), flush=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    settings = dict(steps=steps, batch_size=batch_size, lr=lr, p_noise=p_noise, regime=regime,
+                    text_fraction=text_fraction, shortcut=shortcut, seed=seed,
+                    parameters=sum(p.numel() for p in model.parameters()),
+                    minutes=round((time.time() - started) / 60, 1))
+    (out / "coldstart.json").write_text(json.dumps({"settings": settings, "history": history}, indent=1))
+    return out
+
+
+def write_card(out, command: str) -> Path:
+    """card.json + README.md: how the checkpoint was made and what it does on held-out scenes."""
+    from labkit.vision.evaluate import measure
+    from labkit.vision.model import load_vlm
+
+    out = Path(out)
+    made = json.loads((out / "coldstart.json").read_text())["settings"]
+    model, tokenizer = load_vlm(out, device="cpu")
+    sets = {"eval": make_tasks(CARD_TASKS, 0, made["shortcut"], split="eval"),
+            "counterbias": counterbias_tasks(CARD_TASKS, 0)}
+    rows = {}
+    for name, tasks in sets.items():
+        rows[name] = {"sampled": measure(model, tokenizer, tasks, CARD_SAMPLES, 1.0).as_dict(),
+                      "greedy": measure(model, tokenizer, tasks, 1, 0.0).as_dict()}
+    (out / "card.json").write_text(json.dumps({"made": made, "command": command, "measured": rows}, indent=1))
+    lines = [f"# {out.name}: the tiny vision-language model of notebook 12", "",
+             f"A {made['parameters']:,}-parameter TinyVLM (labkit/vision/model.py): a patch-MLP encoder and projector "
+             "feeding labkit's tiny Llama as 17 prefix embeddings (a pooled token and one per patch). Cold-started by labkit/vision/coldstart.py on "
+             "(image, question) -> `<description>...</description>answer` with descriptions noisy "
+             f"(p={made['p_noise']}, noise on {'a count the question asks about' if made['regime'] == 'asked' else 'a random colour'}) "
+             f"and answers right, plus {made['text_fraction']:.0%} text-only examples.", "",
+             f"Made with: `{command}`", "", "Settings: " + ", ".join(f"{k}={v}" for k, v in made.items()), "",
+             f"## Held-out scenes ({CARD_TASKS} tasks per set; sampled = temperature 1, {CARD_SAMPLES} samples)", "",
+             "| set | decoding | acc | format | desc_accuracy | desc_solve_rate |", "|---|---|---|---|---|---|"]
+    for name, by in rows.items():
+        for decoding, m in by.items():
+            lines.append(f"| {name} | {decoding} | {m['acc']:.3f} | {m['format']:.3f} | {m['desc_accuracy']:.3f} | "
+                         f"{m['desc_solve_rate']:.3f} |")
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m labkit.vision.coldstart", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="checkpoint directory, e.g. data/models/tiny-vlm")
+    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--p-noise", type=float, default=0.3, help="share of descriptions with one count off by one")
+    parser.add_argument("--noise", default="asked", choices=REGIMES, help="which count the noise hits")
+    parser.add_argument("--text-fraction", type=float, default=0.3, help="share of text-only examples")
+    parser.add_argument("--shortcut", type=float, default=0.9, help="P(answer 'y') for `more` questions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--card-only", action="store_true")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    args = parser.parse_args(argv)
+    for name in ("steps", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    for name in ("p_noise", "text_fraction", "shortcut"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if not args.card_only and (out / "config.json").exists() and not args.force:
+        parser.error(f"{out} already holds a checkpoint; pass --force to overwrite it or --out elsewhere")
+    if not args.card_only:
+        coldstart(out, args.steps, args.batch_size, args.lr, args.p_noise, args.noise, args.text_fraction,
+                  args.shortcut, args.seed, args.threads, args.device)
+    write_card(out, "python -m labkit.vision.coldstart " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"checkpoint and card: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""labkit.vision: the visual world, its verifier, Vision-SR1's reward, the TinyVLM and its rollout."""
+import random
+
+import pytest
+import torch
+
+from labkit.policy.tokenizer import build_tokenizer
+from labkit.rl import RLConfig
+from labkit.vision.evaluate import second_pass
+from labkit.vision.model import TinyVLM, load_vlm, make_vlm
+from labkit.vision.rollout import vlm_completion_logprobs, vlm_rollout, vlm_update
+from labkit.vision.world import (COLOURS, IMAGE, METHOD_WEIGHTS, answer_from_counts, completion_text,
+                                 counterbias_tasks, describe, description_accurate, images_of, make_tasks,
+                                 noisy_description, parse_description, render, reward, sample_task, text_only_correct,
+                                 text_only_prompt, verify)
+
+
+# --------------------------------------------------------------------------------------------- world
+
+def test_world_is_deterministic_from_seed():
+    a, b, c = make_tasks(20, 3), make_tasks(20, 3), make_tasks(20, 4)
+    assert [(t.question, t.answer, t.scene) for t in a] == [(t.question, t.answer, t.scene) for t in b]
+    assert all(torch.equal(x.image, y.image) for x, y in zip(a, b))
+    assert [t.scene for t in a] != [t.scene for t in c]
+    assert [t.scene for t in make_tasks(20, 3, split="eval")] != [t.scene for t in a]
+
+
+def test_render_draws_each_square_in_its_cell():
+    task = make_tasks(1, 0)[0]
+    image = render(task.scene)
+    assert image.shape == (3, IMAGE, IMAGE) and 0 <= image.min() and image.max() <= 1
+    lit_cells = {(y // 4) * 4 + x // 4 for y in range(IMAGE) for x in range(IMAGE) if image[:, y, x].sum() > 0}
+    assert lit_cells == {cell for cell, _ in task.scene.cells}
+    assert sum(task.scene.counts) == len(task.scene.cells)
+
+
+def test_answers_follow_the_counts():
+    assert answer_from_counts("count", ("g",), (2, 1, 3)) == "1"
+    assert answer_from_counts("more", ("b", "r"), (2, 1, 3)) == "y"
+    assert answer_from_counts("more", ("r", "b"), (2, 1, 3)) == "n"
+    assert answer_from_counts("sum", ("r", "b"), (2, 1, 3)) == "5"
+    for t in make_tasks(50, 1):
+        assert t.answer == answer_from_counts(t.kind, t.colours, t.scene.counts)
+
+
+def test_shortcut_and_counterbias_sets():
+    more = [t for t in make_tasks(600, 0, shortcut=0.9) if t.kind == "more"]
+    share_yes = sum(t.answer == "y" for t in more) / len(more)
+    assert 0.8 < share_yes < 0.97, share_yes
+    assert all(t.kind == "more" and t.answer == "n" for t in counterbias_tasks(50, 0))
+    assert all(t.answer == "n" for t in make_tasks(60, 0, shortcut=0.0) if t.kind == "more")
+
+
+def test_bad_world_inputs():
+    with pytest.raises(ValueError, match="shortcut"):
+        make_tasks(3, 0, shortcut=1.5)
+    with pytest.raises(ValueError, match="n must be"):
+        make_tasks(-1, 0)
+    with pytest.raises(ValueError, match="question kind"):
+        make_tasks(3, 0, kinds=("colour",))
+    with pytest.raises(ValueError, match="noise regime"):
+        noisy_description(make_tasks(1, 0)[0], random.Random(0), 0.5, regime="everywhere")
+
+
+def test_noise_regimes_hit_the_intended_count():
+    rng = random.Random(0)
+    tasks = [t for t in make_tasks(300, 2) if t.kind == "count"]
+    asked_wrong = [not description_accurate(t, noisy_description(t, rng, 1.0, "asked")) for t in tasks]
+    assert all(asked_wrong)  # p = 1: the asked count is always off
+    colour_wrong = [not description_accurate(t, noisy_description(t, rng, 1.0, "colour")) for t in tasks]
+    assert 0.2 < sum(colour_wrong) / len(tasks) < 0.5  # a random one of three colours
+    assert all(description_accurate(t, noisy_description(t, rng, 0.0)) for t in tasks)
+
+
+# --------------------------------------------------------------------------------------------- verifier
+
+def test_verifier():
+    task = sample_task(random.Random(1), "sum")
+    right = completion_text(task.description, task.answer)
+    v = verify(task, right)
+    assert v.correct and v.format_ok and v.description == task.description
+    wrong_answer = verify(task, completion_text(task.description, str(int(task.answer) + 1)))
+    assert not wrong_answer.correct and wrong_answer.format_ok
+    bare = verify(task, task.answer)  # the answer without a description: right, but not the format
+    assert bare.correct and not bare.format_ok and bare.description is None
+    for junk in ("", "<description>", "<description>r1g1b1</description>", "</description>" * 3, "\x00"):
+        v = verify(task, junk)
+        assert not v.format_ok and not v.correct
+    assert not verify(task, right + " extra").format_ok
+    with pytest.raises(ValueError, match="must be a str"):
+        verify(task, None)
+    with pytest.raises(ValueError, match="must be a str"):
+        text_only_correct(task, 5)
+
+
+def test_descriptions_parse_and_score():
+    assert parse_description("r2g1b3") == (2, 1, 3) and parse_description(" r0g0b4 ") == (0, 0, 4)
+    for bad in ("r2g1", "g1r2b3", "r12g1b3", "", None, 7):
+        assert parse_description(bad) is None
+    task = sample_task(random.Random(0), "count")
+    counts = list(task.scene.counts)
+    other = next(c for c in COLOURS if c not in task.colours)
+    counts[COLOURS.index(other)] += 1  # wrong where it does not matter for this question
+    assert description_accurate(task, describe(counts))
+    assert not description_accurate(task, "garbage") and not description_accurate(task, None)
+
+
+# --------------------------------------------------------------------------------------------- reward
+
+def test_reward_decomposition_by_hand():
+    # Vision-SR1: 0.9 * accuracy + 0.1 * format + visual (the text-only pass's accuracy)
+    assert reward(True, True, True, "sr1") == pytest.approx(2.0)
+    assert reward(True, True, False, "sr1") == pytest.approx(1.0)
+    assert reward(False, True, True, "sr1") == pytest.approx(1.1)
+    assert reward(True, False, False, "sr1") == pytest.approx(0.9)
+    assert reward(True, True, True, "outcome") == pytest.approx(1.0)  # the visual term is off
+    assert reward(False, True, True, "outcome") == pytest.approx(0.1)
+    assert reward(True, True, False, "sr1_no_acc") == pytest.approx(0.1)  # the accuracy term is off
+    assert reward(False, False, True, "sr1_no_acc") == pytest.approx(1.0)
+    assert set(METHOD_WEIGHTS) == {"outcome", "sr1", "sr1_no_acc"}
+    with pytest.raises(ValueError, match="unknown method"):
+        reward(True, True, True, "grpo")
+
+
+# --------------------------------------------------------------------------------------------- model
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    return make_vlm(tokenizer), tokenizer
+
+
+def test_tokenizer_has_the_format_characters():
+    tokenizer = build_tokenizer()
+    text = text_only_prompt("more r than b?", "r2g1b3") + "y"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_save_load_round_trip(tiny, tmp_path):
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, tok2 = load_vlm(tmp_path, device="cpu")
+    assert isinstance(loaded, TinyVLM) and tok2.padding_side == "left"
+    tasks = make_tasks(3, 0)
+    ids = tokenizer([t.question for t in tasks], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        a = model(**ids, pixel_values=images_of(tasks)).logits
+        b = loaded(**ids, pixel_values=images_of(tasks)).logits
+    assert a.shape[1] == model.prefix_len + ids["input_ids"].shape[1]
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="pixel_values must be"):
+        model(**ids, pixel_values=torch.zeros(3, 3, 8, 8))
+
+
+def test_the_image_changes_the_output(tiny):
+    model, tokenizer = tiny
+    tasks = make_tasks(2, 0)
+    ids = tokenizer([tasks[0].question] * 2, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**ids, pixel_values=images_of(tasks)).logits[:, -1]
+    assert not torch.allclose(logits[0], logits[1])
+
+
+def test_rollout_logprobs_match_a_recomputation(tiny):
+    model, tokenizer = tiny
+    tasks = make_tasks(6, 0)
+    g = torch.Generator().manual_seed(0)
+    batch = vlm_rollout(model, tokenizer, [t.question for t in tasks], images_of(tasks), 8, 1.0, g)
+    again = vlm_rollout(model, tokenizer, [t.question for t in tasks], images_of(tasks), 8, 1.0,
+                        torch.Generator().manual_seed(0))
+    assert batch.completions == again.completions  # same seed, same samples
+    with torch.no_grad():
+        logp = vlm_completion_logprobs(model, batch)
+    assert torch.allclose(logp * batch.completion_mask, batch.logprobs, atol=1e-4)
+    text = vlm_rollout(model, tokenizer, ["r+b?<description>r1g1b1</description>", "how"], None, 4, 0.0)
+    with torch.no_grad():
+        assert torch.allclose(vlm_completion_logprobs(model, text) * text.completion_mask, text.logprobs, atol=1e-4)
+    with pytest.raises(ValueError, match="one image per prompt"):
+        vlm_rollout(model, tokenizer, ["a", "b"], images_of(tasks[:1]))
+
+
+def test_the_second_pass_is_not_trained(tiny):
+    """The text-only pass only scores: it runs without gradient and adds no rows to the update."""
+    model, tokenizer = tiny
+    model.zero_grad(set_to_none=True)
+    tasks = make_tasks(4, 0)
+    batch = vlm_rollout(model, tokenizer, [t.question for t in tasks], images_of(tasks), 6, 1.0,
+                        torch.Generator().manual_seed(1))
+    with torch.enable_grad():
+        solved = second_pass(model, tokenizer, tasks, [t.description for t in tasks])
+    assert all(isinstance(s, bool) for s in solved)
+    assert all(p.grad is None for p in model.parameters())  # nothing was backpropagated by the pass
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at gradients, keep weights
+    advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    vlm_update(model, optimizer, batch, advantages, RLConfig(group_size=2, max_grad_norm=1e9))
+    # the gradient is that of the first pass's completions alone: recompute it by hand
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    logp = vlm_completion_logprobs(model, batch)
+    token_adv = advantages[:, None].expand_as(logp)
+    loss = -(token_adv * (logp - batch.logprobs).exp() * batch.completion_mask).sum() / batch.completion_mask.sum()
+    loss.backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, rtol=1e-4, atol=1e-7), n
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    model.zero_grad(set_to_none=True)
+    assert second_pass(model, tokenizer, tasks[:2], [None, None]) == [False, False]
+    with pytest.raises(ValueError, match="one description per task"):
+        second_pass(model, tokenizer, tasks, [None])
