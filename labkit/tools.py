@@ -13,7 +13,7 @@ result + `;` (or `=?;` when the call is not a valid expression). The final answe
 policy writes after the last `;` (the whole completion when there was no call), or the last
 reply itself when nothing follows it, judged by the task world's own verifier. With
 `stop_after_call=True` the environment ends the episode after a reply, so a call submits its
-result (notebook 04 uses this: its tiny base never learned to copy a reply reliably). Tool characters are in the sequence (the policy attends to them) but
+result (notebook 04's alternative regime; by default its base `tiny-calc-copy` must copy the reply itself). Tool characters are in the sequence (the policy attends to them) but
 not in the loss: `completion_mask` is 1 on policy tokens only.
 
 The calculator parses `n op n op ...` (canonical non-negative integers, + - *, `*` first) with

@@ -64,7 +64,8 @@ def demonstrations(seed: int, p_wrong: float, p_slip: float):
 
 def card_evaluate(policy, tasks, samples, temperature):
     """The card measures with the calculator executed and a call's reply submitted as the answer
-    (labkit.tools, stop_after_call=True), as notebook 04 uses the base."""
+    (labkit.tools, stop_after_call=True), as notebook 04 used this base in its first round
+    (its default base is now tiny-calc-copy, mixture calculator_copy, which copies replies partly)."""
     from labkit.tools import evaluate_with_tools
 
     return evaluate_with_tools(policy, tasks, samples=samples, temperature=temperature, stop_after_call=True)
