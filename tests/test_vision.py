@@ -212,3 +212,52 @@ def test_the_second_pass_is_not_trained(tiny):
     assert second_pass(model, tokenizer, tasks[:2], [None, None]) == [False, False]
     with pytest.raises(ValueError, match="one description per task"):
         second_pass(model, tokenizer, tasks, [None])
+
+
+# --------------------------------------------------------------------------------------------- cold start data
+
+def _more_answers(rows, text):
+    """`more` answers in a batch's rows: the image rows' right answers, or the text rows' implied ones."""
+    if text:
+        return [answer for prompt, answer in rows if prompt.startswith("more ")]
+    return [task.answer for task, _ in rows if task.kind == "more"]
+
+
+def test_coldstart_text_only_stream_has_no_shortcut():
+    """Image examples keep the language shortcut (90% `y` on `more`); text-only examples are balanced,
+    so the text-only reader must read the description: a shortcut reader fails every counter-bias task."""
+    from labkit.vision.coldstart import batches
+
+    stream = batches(0, 64, 0.3, 0.3, "asked", 0.9)
+    image, text = [], []
+    for _ in range(60):
+        image_rows, text_rows = next(stream)
+        image += _more_answers(image_rows, text=False)
+        text += _more_answers(text_rows, text=True)
+    share_yes_image = image.count("y") / len(image)
+    share_yes_text = text.count("y") / len(text)
+    assert 0.85 < share_yes_image < 0.95, share_yes_image
+    assert 0.4 < share_yes_text < 0.6, share_yes_text  # noise can make a tie (implied "n"): not exactly 0.5
+    assert 0.25 < len(text) / (len(text) + len(image)) < 0.35  # text_fraction 0.3
+    # the text-only answers are what the (possibly wrong) description implies
+    for prompt, answer in next(stream)[1]:
+        question, description = prompt.split("<description>")
+        counts = parse_description(description.replace("</description>", ""))
+        assert counts is not None and answer in {"y", "n"} | {str(k) for k in range(10)}
+    # text_shortcut=0.9 brings the shortcut back into the text-only stream; same seed, same stream
+    old = batches(0, 64, 0.3, 0.3, "asked", 0.9, text_shortcut=0.9)
+    shortcut_text = sum((_more_answers(next(old)[1], text=True) for _ in range(60)), [])
+    assert shortcut_text.count("y") / len(shortcut_text) > 0.75
+    a, b = batches(3, 16, 0.3, 0.3, "asked", 0.9), batches(3, 16, 0.3, 0.3, "asked", 0.9)
+    for _ in range(3):
+        (ia, ta), (ib, tb) = next(a), next(b)
+        assert [pair for _, pair in ia] == [pair for _, pair in ib] and ta == tb
+
+
+def test_coldstart_rejects_bad_settings(tmp_path):
+    from labkit.vision.coldstart import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "m"), "--text-shortcut", "1.5"])
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "m"), "--steps", "0"])

@@ -5,13 +5,18 @@ Two kinds of examples (as Vision-SR1's cold-start data: vision reasoning + text-
     (image, question)        -> <description>r2g1b3</description>5    the description noisy, the answer right
     question + description   -> 5                                      the answer that description implies
 
+Only the image examples carry the language shortcut (`more` answered "y" with probability
+`shortcut`); the text-only examples are drawn balanced (`text_shortcut` 0.5), so the text-only
+reader learns to read the description: with the shortcut there too (the first round), it answered
+"y" on every counter-bias task whatever the description said.
+
 The descriptions are imperfect on purpose (world.noisy_description): with probability p_noise one
 count is off by one, a count the question asks about (`--noise asked`, the paper's premise: the
 answers come from looking, the descriptions are wrong where it matters) or a random colour's
 (`--noise colour`). The learning rate warms up and decays (cosine to a tenth); the checkpoint is the
 one after the decay (RL from a mid-schedule checkpoint collapsed in a prototype).
 
-    python -m labkit.vision.coldstart --out data/models/tiny-vlm --threads 1
+    python -m labkit.vision.coldstart --out data/models/tiny-vlm --threads 1 --steps 1200
 """
 import argparse
 import json
@@ -32,22 +37,27 @@ CARD_TASKS = 200  # held-out tasks per card set
 CARD_SAMPLES = 2
 
 
-def examples(seed: int, p_noise: float, regime: str, shortcut: float):
-    """An endless stream of (kind, task, prompt, completion): kind "image" or "text"."""
+def examples(seed: int, p_noise: float, regime: str, shortcut: float, text_fraction: float = 0.3,
+             text_shortcut: float = 0.5):
+    """An endless stream of (task, description, text_only). Image examples carry the language
+    shortcut (`more` answered "y" with probability `shortcut`); text-only examples are drawn with
+    `text_shortcut` (0.5: balanced), so the text-only reader learns to read the description rather
+    than the shortcut (a shortcut reader answers "y" on every counter-bias task whatever it is told)."""
     rng = random.Random(f"coldstart-{seed}")
     while True:
-        task = sample_task(rng, rng.choice(KINDS), shortcut)
+        text_only = rng.random() < text_fraction
+        task = sample_task(rng, rng.choice(KINDS), text_shortcut if text_only else shortcut)
         description = noisy_description(task, rng, p_noise, regime)
-        yield task, description, rng.random()
+        yield task, description, text_only
 
 
-def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut):
-    stream = examples(seed, p_noise, regime, shortcut)
+def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut, text_shortcut=0.5):
+    stream = examples(seed, p_noise, regime, shortcut, text_fraction, text_shortcut)
     while True:
         image_rows, text_rows = [], []
         for _ in range(batch_size):
-            task, description, u = next(stream)
-            if u < text_fraction:  # text-only: the answer this (possibly wrong) description implies
+            task, description, text_only = next(stream)
+            if text_only:  # text-only: the answer this (possibly wrong) description implies
                 implied = answer_from_counts(task.kind, task.colours, parse_description(description))
                 text_rows.append((text_only_prompt(task.question, description), implied))
             else:  # with the image: the (possibly wrong) description, then the right answer
@@ -55,8 +65,8 @@ def batches(seed, batch_size, text_fraction, p_noise, regime, shortcut):
         yield image_rows, text_rows
 
 
-def coldstart(out, steps=900, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
-              shortcut=0.9, seed=0, threads=None, device="cpu", log_every=50):
+def coldstart(out, steps=1200, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked", text_fraction=0.3,
+              shortcut=0.9, seed=0, threads=None, device="cpu", log_every=50, text_shortcut=0.5):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -69,7 +79,7 @@ def coldstart(out, steps=900, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     history, started = [], time.time()
-    stream = batches(seed, batch_size, text_fraction, p_noise, regime, shortcut)
+    stream = batches(seed, batch_size, text_fraction, p_noise, regime, shortcut, text_shortcut)
     model.train()
     for step in range(steps):
         for group in optimizer.param_groups:
@@ -98,7 +108,7 @@ def coldstart(out, steps=900, batch_size=64, lr=3e-3, p_noise=0.3, regime="asked
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     settings = dict(steps=steps, batch_size=batch_size, lr=lr, p_noise=p_noise, regime=regime,
-                    text_fraction=text_fraction, shortcut=shortcut, seed=seed,
+                    text_fraction=text_fraction, shortcut=shortcut, text_shortcut=text_shortcut, seed=seed,
                     parameters=sum(p.numel() for p in model.parameters()),
                     minutes=round((time.time() - started) / 60, 1))
     (out / "coldstart.json").write_text(json.dumps({"settings": settings, "history": history}, indent=1))
@@ -125,7 +135,9 @@ def write_card(out, command: str) -> Path:
              "feeding labkit's tiny Llama as 17 prefix embeddings (a pooled token and one per patch). Cold-started by labkit/vision/coldstart.py on "
              "(image, question) -> `<description>...</description>answer` with descriptions noisy "
              f"(p={made['p_noise']}, noise on {'a count the question asks about' if made['regime'] == 'asked' else 'a random colour'}) "
-             f"and answers right, plus {made['text_fraction']:.0%} text-only examples.", "",
+             f"and answers right, plus {made['text_fraction']:.0%} text-only examples "
+             f"(`more` answered y with probability {made.get('text_shortcut', made['shortcut'])} there, "
+             f"{made['shortcut']} with the image).", "",
              f"Made with: `{command}`", "", "Settings: " + ", ".join(f"{k}={v}" for k, v in made.items()), "",
              f"## Held-out scenes ({CARD_TASKS} tasks per set; sampled = temperature 1, {CARD_SAMPLES} samples)", "",
              "| set | decoding | acc | format | desc_accuracy | desc_solve_rate |", "|---|---|---|---|---|---|"]
@@ -140,13 +152,15 @@ def write_card(out, command: str) -> Path:
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m labkit.vision.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint directory, e.g. data/models/tiny-vlm")
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--p-noise", type=float, default=0.3, help="share of descriptions with one count off by one")
     parser.add_argument("--noise", default="asked", choices=REGIMES, help="which count the noise hits")
     parser.add_argument("--text-fraction", type=float, default=0.3, help="share of text-only examples")
     parser.add_argument("--shortcut", type=float, default=0.9, help="P(answer 'y') for `more` questions")
+    parser.add_argument("--text-shortcut", type=float, default=0.5,
+                        help="P(answer 'y') for `more` questions in the text-only examples (0.5: balanced)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
@@ -156,7 +170,7 @@ def main(argv=None):
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    for name in ("p_noise", "text_fraction", "shortcut"):
+    for name in ("p_noise", "text_fraction", "shortcut", "text_shortcut"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1]; got {getattr(args, name)}")
     if args.threads:
@@ -166,7 +180,7 @@ def main(argv=None):
         parser.error(f"{out} already holds a checkpoint; pass --force to overwrite it or --out elsewhere")
     if not args.card_only:
         coldstart(out, args.steps, args.batch_size, args.lr, args.p_noise, args.noise, args.text_fraction,
-                  args.shortcut, args.seed, args.threads, args.device)
+                  args.shortcut, args.seed, args.threads, args.device, text_shortcut=args.text_shortcut)
     write_card(out, "python -m labkit.vision.coldstart " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"checkpoint and card: {out}")
 
