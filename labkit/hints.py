@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from labkit.rollout import Rollout, rollout
+from labkit.rl import subset
+from labkit.rollout import Rollout, concat_rollouts, rollout
 from labkit.tasks import Task, verify
 from labkit.tasks.countdown import tokenize
 
@@ -159,40 +160,6 @@ class HintLevels:
 # Hinted re-rolling
 
 
-def merge_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
-    """Concatenate rollouts whose prompts differ in length into one batch: prompts re-padded on
-    the left, completions on the right, so `completion_logprobs` scores every row as sampled."""
-    if not parts:
-        raise ValueError("merge_rollouts needs at least one rollout")
-    P = max(p.prompt_len for p in parts)
-    T = max(p.completion_mask.shape[1] for p in parts)
-
-    def pad(x, left, right, value):
-        return torch.nn.functional.pad(x, (left, right), value=value)
-
-    ids, attn, cmask, logp, ent = [], [], [], [], []
-    for p in parts:
-        left, right = P - p.prompt_len, T - p.completion_mask.shape[1]
-        ids.append(torch.cat([pad(p.input_ids[:, :p.prompt_len], left, 0, pad_id),
-                              pad(p.input_ids[:, p.prompt_len:], 0, right, pad_id)], 1))
-        attn.append(torch.cat([pad(p.attention_mask[:, :p.prompt_len], left, 0, 0),
-                               pad(p.attention_mask[:, p.prompt_len:], 0, right, 0)], 1))
-        cmask.append(pad(p.completion_mask, 0, right, 0.0))
-        logp.append(pad(p.logprobs, 0, right, 0.0))
-        ent.append(pad(p.entropies, 0, right, 0.0))
-    return Rollout(torch.cat(ids), torch.cat(attn), P, torch.cat(cmask), torch.cat(logp), torch.cat(ent),
-                   [c for p in parts for c in p.completions], [q for p in parts for q in p.prompts],
-                   torch.cat([p.finished for p in parts]))
-
-
-def take_rows(batch: Rollout, rows: list[int]) -> Rollout:
-    index = torch.tensor(rows, dtype=torch.long, device=batch.input_ids.device)
-    return Rollout(batch.input_ids[index], batch.attention_mask[index], batch.prompt_len,
-                   batch.completion_mask[index], batch.logprobs[index], batch.entropies[index],
-                   [batch.completions[i] for i in rows], [batch.prompts[i] for i in rows],
-                   batch.finished[index])
-
-
 @dataclass
 class HintedGroups:
     """One step's groups after hinting: the batch to update on (group g = rows g*n .. g*n+n-1,
@@ -246,13 +213,13 @@ def roll_with_hints(policy, tasks: list[Task], group_size: int, max_new_tokens: 
         still_wrong = []
         for i, g in enumerate(pending):
             rows = list(range(i * group_size, (i + 1) * group_size))
-            groups[g] = (take_rows(batch, rows), rewards[rows])  # a re-roll replaces the group
+            groups[g] = (subset(batch, torch.tensor(rows, dtype=torch.long, device=batch.input_ids.device)), rewards[rows])  # a re-roll replaces the group
             rolled_at[levels[g]] += 1
             if hint_source is not None and rewards[rows].max() == 0 and levels[g] < MAX_LEVEL:
                 levels[g] += 1
                 still_wrong.append(g)
         pending = still_wrong
-    merged = merge_rollouts([groups[g][0] for g in range(len(tasks))], policy.tokenizer.pad_token_id)
+    merged = concat_rollouts([groups[g][0] for g in range(len(tasks))], policy.tokenizer.pad_token_id)
     rewards = torch.cat([groups[g][1] for g in range(len(tasks))])
     shown = [hints[g] if levels[g] else "" for g in range(len(tasks))]
     return HintedGroups(merged, rewards, levels, shown, rolled_at, dropped)

@@ -40,7 +40,7 @@ import torch
 from labkit.evaluate import pass_at_k
 from labkit.policy import Policy
 from labkit.rl import RLConfig, masked_mean, ppo_clip_loss, update
-from labkit.rollout import Rollout, rollout
+from labkit.rollout import Rollout, concat_rollouts, rollout
 from labkit.tasks import Task, verify
 from labkit.tasks.base import clean_completion
 from labkit.tasks.countdown import tokenize as countdown_tokens
@@ -179,28 +179,6 @@ class VineTree:
     root_states: int = 0  # the first root_states states are the prompts themselves (s_0)
 
 
-def stack_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
-    """Rows of several rollouts in one batch: prompts left-padded, completions right-padded to
-    the longest, so the substrate's `update` takes them in one step."""
-    prompt_len = max(p.prompt_len for p in parts)
-    width = max(p.completion_mask.shape[1] for p in parts)
-
-    def pad(x, left, right, value):
-        return torch.nn.functional.pad(x, (left, right), value=value)
-
-    ids, attn, masks, logps, ents = [], [], [], [], []
-    for p in parts:
-        left, right = prompt_len - p.prompt_len, width - p.completion_mask.shape[1]
-        ids.append(pad(p.input_ids, left, right, pad_id))
-        attn.append(pad(p.attention_mask, left, right, 0))
-        masks.append(pad(p.completion_mask, 0, right, 0.0))
-        logps.append(pad(p.logprobs, 0, right, 0.0))
-        ents.append(pad(p.entropies, 0, right, 0.0))
-    return Rollout(torch.cat(ids), torch.cat(attn), prompt_len, torch.cat(masks), torch.cat(logps),
-                   torch.cat(ents), [c for p in parts for c in p.completions],
-                   [q for p in parts for q in p.prompts], torch.cat([p.finished for p in parts]))
-
-
 def vine_sample(policy: Policy, tasks: list[Task], root: int, vine: VineConfig, max_new_tokens: int = 16,
                 temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                 rng: random.Random | None = None) -> VineTree:
@@ -239,7 +217,7 @@ def vine_sample(policy: Policy, tasks: list[Task], root: int, vine: VineConfig, 
     start = len(owners)
     states += [list(range(start + j * vine.vines, start + (j + 1) * vine.vines))
                for j in range(len(tasks) * vine.states)]
-    batch = stack_rollouts([trunk, vines], tokenizer.pad_token_id)
+    batch = concat_rollouts([trunk, vines], tokenizer.pad_token_id)
     texts = list(trunk.completions) + [p + c for p, c in zip(prefixes, vines.completions)]
     return VineTree(batch, owners + vine_owners, texts, states, cuts, len(tasks))
 

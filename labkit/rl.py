@@ -167,20 +167,30 @@ class RLConfig:
 def update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Rollout, advantages: torch.Tensor,
            cfg: RLConfig, loss_fn: Callable = ppo_clip_loss, ref_model=None) -> dict:
     """Policy-gradient update on one batch; returns the mean metrics over its minibatch steps."""
-    model = policy.model
-    model.train()
-    token_adv = advantages[:, None].expand_as(batch.completion_mask).to(batch.logprobs)
     ref_logp = None
     if ref_model is not None and cfg.loss.kl_coef:
         with torch.no_grad():
             ref_logp = completion_logprobs(ref_model, batch)
-    size = len(batch)
+    return optimise(policy.model, optimizer, batch, advantages, cfg, loss_fn, ref_logp)
+
+
+def optimise(model, optimizer: torch.optim.Optimizer, batch, advantages: torch.Tensor, cfg: RLConfig,
+             loss_fn: Callable = ppo_clip_loss, ref_logp: torch.Tensor | None = None,
+             logprobs_fn: Callable = completion_logprobs, select: Callable = None) -> dict:
+    """cfg.epochs x cfg.minibatches optimizer steps of the per-token loss on `batch`.
+
+    logprobs_fn(model, part, with_entropy=True) scores a minibatch and select(batch, index) takes
+    its rows: the defaults serve text rollouts; an image-prefixed batch brings its own
+    (labkit.vision.rollout.vlm_update)."""
+    select = select or subset
+    model.train()
+    token_adv = advantages[:, None].expand_as(batch.completion_mask).to(batch.logprobs)
     totals, count = {}, 0
     for _ in range(cfg.epochs):
-        order = torch.randperm(size, device=batch.input_ids.device)
+        order = torch.randperm(len(batch), device=batch.input_ids.device)
         for chunk in order.chunk(cfg.minibatches):
-            part = subset(batch, chunk)
-            logp, entropy = completion_logprobs(model, part, with_entropy=True)
+            part = select(batch, chunk)
+            logp, entropy = logprobs_fn(model, part, with_entropy=True)
             tb = TokenBatch(logp=logp, old_logp=part.logprobs, advantages=token_adv[chunk],
                             mask=part.completion_mask, entropy=entropy,
                             ref_logp=None if ref_logp is None else ref_logp[chunk])

@@ -201,6 +201,27 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
                    texts, list(prompts), finished)
 
 
+def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """Rows of several rollouts in one batch, whatever their prompt lengths: prompts left-padded,
+    completions right-padded to the longest, so `completion_logprobs` and `labkit.rl.update` score
+    every row as it was sampled (notebooks 03 and 05 batch vines and hinted re-rolls this way)."""
+    if not parts:
+        raise ValueError("concat_rollouts needs at least one rollout")
+    prompt_len = max(p.prompt_len for p in parts)
+    width = max(p.completion_mask.shape[1] for p in parts)
+    ids, attn, masks, logps, ents = [], [], [], [], []
+    for p in parts:
+        left, right = prompt_len - p.prompt_len, width - p.completion_mask.shape[1]
+        ids.append(F.pad(p.input_ids, (left, right), value=pad_id))
+        attn.append(F.pad(p.attention_mask, (left, right), value=0))
+        masks.append(F.pad(p.completion_mask, (0, right), value=0.0))
+        logps.append(F.pad(p.logprobs, (0, right), value=0.0))
+        ents.append(F.pad(p.entropies, (0, right), value=0.0))
+    return Rollout(torch.cat(ids), torch.cat(attn), prompt_len, torch.cat(masks), torch.cat(logps),
+                   torch.cat(ents), [c for p in parts for c in p.completions],
+                   [q for p in parts for q in p.prompts], torch.cat([p.finished for p in parts]))
+
+
 def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share_prompts: bool = True):
     """Per-token log-probabilities (and entropies) of the completion tokens under `model`,
     recomputed with gradients in one forward pass over prompt + completion.

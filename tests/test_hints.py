@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from labkit.hints import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, HintLevels, hint_request, hinted_accuracy,
-                          hinted_prompt, merge_rollouts, procedural_hint, roll_with_hints, training_pool,
+                          hinted_prompt, procedural_hint, roll_with_hints, training_pool,
                           usable_hint)
 from labkit.policy import load_policy
+from labkit.rollout import concat_rollouts
 from labkit.policy.tokenizer import CHARACTERS
 from labkit.rollout import completion_logprobs, rollout
 from labkit.tasks import Task, make_tasks, verify
@@ -91,7 +92,7 @@ def test_merged_rollouts_score_as_sampled(policy):
     torch.manual_seed(1)
     short = rollout(policy, ["3 5 7>22="] * 3, max_new_tokens=8)
     long = rollout(policy, ["3 5 7:3*5;3 5 7>22=", "h2|3 5 7>22=3*5+7|"], max_new_tokens=12)
-    merged = merge_rollouts([short, long], policy.tokenizer.pad_token_id)
+    merged = concat_rollouts([short, long], policy.tokenizer.pad_token_id)
     assert len(merged) == 5 and merged.completions == short.completions + long.completions
     logp = completion_logprobs(policy.model, merged)
     assert torch.allclose(logp * merged.completion_mask, merged.logprobs, atol=1e-4)

@@ -9,9 +9,9 @@ import torch
 from labkit.policy import load_policy
 from labkit.polychromic import (SetEvaluation, VineConfig, answer_key, countdown_key, diversity,
                                 evaluate_sets, marginal_advantages, polychromic_objective,
-                                polychromic_step, set_indices, stack_rollouts, vine_sample)
+                                polychromic_step, set_indices, vine_sample)
 from labkit.rl import RLConfig, grpo_advantages
-from labkit.rollout import completion_logprobs, rollout
+from labkit.rollout import completion_logprobs, concat_rollouts, rollout
 from labkit.tasks import make_tasks
 
 
@@ -122,11 +122,11 @@ def test_vine_config_rejects_bad_values():
 # vine sampling on the tiny model
 
 
-def test_stack_rollouts_keeps_every_rows_logprobs(tiny):
+def test_concat_rollouts_keeps_every_rows_logprobs(tiny):
     gen = torch.Generator().manual_seed(0)
     short = rollout(tiny, ["3 5 7>22=", "2 4>8="], max_new_tokens=6, generator=gen)
     long = rollout(tiny, ["3 5 7>22=3*", "11 12>23=11"], max_new_tokens=9, generator=gen)
-    both = stack_rollouts([short, long], tiny.tokenizer.pad_token_id)
+    both = concat_rollouts([short, long], tiny.tokenizer.pad_token_id)
     assert len(both) == 4 and both.prompt_len == long.prompt_len
     with torch.no_grad():
         stacked = completion_logprobs(tiny.model, both) * both.completion_mask

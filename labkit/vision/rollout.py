@@ -2,7 +2,7 @@
 
 The same contract as `labkit.rollout` (a `Rollout` with ids, masks and per-token log-probs), with
 the images carried beside the text: `VisionRollout.pixel_values` is None for a text-only batch.
-The update reuses labkit.rl's pieces (TokenBatch, ppo_clip_loss, aggregate) on these tensors.
+The update is labkit.rl.optimise with this module's log-probabilities.
 """
 from dataclasses import dataclass
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from labkit.rl import RLConfig, TokenBatch, aggregate, ppo_clip_loss
+from labkit.rl import RLConfig, optimise, ppo_clip_loss
 from labkit.rollout import Rollout, autocast, cache_keyword, entropy_of
 
 
@@ -120,24 +120,5 @@ def vlm_completion_logprobs(model, batch: VisionRollout, with_entropy: bool = Fa
 def vlm_update(model, optimizer: torch.optim.Optimizer, batch: VisionRollout, advantages: torch.Tensor,
                cfg: RLConfig, loss_fn=ppo_clip_loss) -> dict:
     """labkit.rl.update for image-prefixed batches: epochs x minibatches of the per-token loss."""
-    model.train()
-    token_adv = advantages.to(batch.logprobs)[:, None].expand_as(batch.completion_mask)
-    totals, count = {}, 0
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(batch), device=batch.input_ids.device)
-        for chunk in order.chunk(cfg.minibatches):
-            part = batch.rows(chunk)
-            logp, entropy = vlm_completion_logprobs(model, part, with_entropy=True)
-            tb = TokenBatch(logp=logp, old_logp=part.logprobs, advantages=token_adv[chunk],
-                            mask=part.completion_mask, entropy=entropy)
-            token_loss, metrics = loss_fn(tb, cfg.loss)
-            loss = aggregate(token_loss, part.completion_mask, cfg.loss.loss_agg)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            metrics.update(loss=loss.item(), grad_norm=grad_norm.item())
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += 1
-    return {key: value / count for key, value in totals.items()}
+    return optimise(model, optimizer, batch, advantages, cfg, loss_fn, logprobs_fn=vlm_completion_logprobs,
+                    select=lambda b, index: b.rows(index))
