@@ -260,10 +260,6 @@ def collate(rows: list[Trajectory], pad_id: int, device="cpu") -> Rollout:
                    torch.tensor([r.finished for r in rows], device=device))
 
 
-# ---------------------------------------------------------------------------------------------
-# Held-out evaluation with the tool
-
-
 def after_reply_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor) -> torch.Tensor:
     """1 on the policy tokens written after a row's first tool reply (the answer that has the reply in
     its context), 0 elsewhere: splits a ToolRollout's policy tokens into before and after the feedback."""
@@ -271,6 +267,10 @@ def after_reply_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor) -> 
         raise ValueError(f"completion_mask and tool_mask must have one shape; got "
                          f"{tuple(completion_mask.shape)} and {tuple(tool_mask.shape)}")
     return (tool_mask.cumsum(-1) > 0).to(completion_mask.dtype) * completion_mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out evaluation with the tool
 
 
 @dataclass
