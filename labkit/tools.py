@@ -41,7 +41,8 @@ MAX_RESULT_DIGITS = 12  # results beyond this are an error (keeps completions sh
 
 __all__ = ["CALL_OPEN", "CALL_CLOSE", "RESULT_OPEN", "RESULT_CLOSE", "calculate", "tool_output",
            "format_call", "final_answer", "count_calls", "verify_with_tools", "ToolRollout",
-           "tool_rollout", "ToolEvaluation", "evaluate_with_tools", "Trajectory", "split_rollout", "collate"]
+           "tool_rollout", "after_reply_mask", "ToolEvaluation", "evaluate_with_tools", "Trajectory", "split_rollout",
+           "collate"]
 
 
 def calculate(expression) -> int | None:
@@ -257,6 +258,15 @@ def collate(rows: list[Trajectory], pad_id: int, device="cpu") -> Rollout:
     return Rollout(ids.to(device), attention.to(device), P, policy_mask.to(device), logprobs.to(device),
                    entropies.to(device), [r.text for r in rows], [r.prompt for r in rows],
                    torch.tensor([r.finished for r in rows], device=device))
+
+
+def after_reply_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor) -> torch.Tensor:
+    """1 on the policy tokens written after a row's first tool reply (the answer that has the reply in
+    its context), 0 elsewhere: splits a ToolRollout's policy tokens into before and after the feedback."""
+    if completion_mask.shape != tool_mask.shape:
+        raise ValueError(f"completion_mask and tool_mask must have one shape; got "
+                         f"{tuple(completion_mask.shape)} and {tuple(tool_mask.shape)}")
+    return (tool_mask.cumsum(-1) > 0).to(completion_mask.dtype) * completion_mask
 
 
 # ---------------------------------------------------------------------------------------------

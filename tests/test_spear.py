@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from labkit.rl import grpo_advantages
 from labkit.spear import BaselineBuffer, ReplayBuffer, sil_weight, toolcall_reward, toolcall_weight
 
 
@@ -88,6 +89,21 @@ def test_replay_buffer_sampling_is_seeded_and_without_replacement():
     assert a == b and len(set(a)) == 5
     assert len(buffer.sample(50, random.Random(0))) == 20  # at most what it holds
     assert buffer.sample(0, random.Random(0)) == []
+
+
+def test_threshold_one_on_grpo_advantages_keeps_only_rare_wins():
+    # The code's trajectory_score_threshold = 1 on std-normalised GRPO advantages (sample std) in groups of 8:
+    # a win with k successes in its group has A = (1 - k/8) / sqrt(8/7 * k/8 * (1 - k/8)):
+    # k=1: 2.475, k=2: 1.620, k=3: 1.208 are stored; k=4: 0.935 and more are not.
+    buffer = ReplayBuffer(threshold=1.0)
+    for k in range(1, 8):
+        rewards = torch.tensor([1.0] * k + [0.0] * (8 - k))
+        advantages = grpo_advantages(rewards, 8)
+        stored = buffer.add([k] * 8, rewards, advantages, step=0)
+        assert stored == (k if k <= 3 else 0), (k, advantages[0].item())
+    assert advantages.shape == (8,)
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0, 0, 0, 0, 0])
+    assert grpo_advantages(rewards, 8)[0].item() == pytest.approx(0.625 / math.sqrt(8 / 7 * 0.375 * 0.625), rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [dict(capacity=0), dict(max_age=-1), dict(threshold=float("inf")),

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from labkit.policy import Policy, build_tokenizer, load_policy
 from labkit.rollout import completion_logprobs
 from labkit.tasks import Task
-from labkit.tools import (calculate, collate, count_calls, final_answer, format_call, split_rollout,
+from labkit.tools import (after_reply_mask, calculate, collate, count_calls, final_answer, format_call, split_rollout,
                           tool_output, tool_rollout, verify_with_tools)
 
 
@@ -161,3 +161,13 @@ def test_tool_rollout_stop_after_call_submits_the_reply():
     assert batch.finished.tolist() == [True, True]
     assert batch.completion_mask[0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
     assert verify_with_tools(_task("2*3=", "6"), batch.completions[0]).correct
+
+
+def test_after_reply_mask_by_hand():
+    # row 0: "[3*4]" policy, "=12;" tool, "12" policy; row 1: no call, "7" policy then padding
+    completion = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float)
+    tool = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0], [0] * 11], dtype=torch.float)
+    expected = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1], [0] * 11], dtype=torch.float)
+    assert torch.equal(after_reply_mask(completion, tool), expected)
+    with pytest.raises(ValueError, match="one shape"):
+        after_reply_mask(completion, tool[:, :5])

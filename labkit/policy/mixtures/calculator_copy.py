@@ -9,6 +9,9 @@ moved into the prompt, so the completion is the reply copied ("347*28=[347*28]=9
 The drills cover every calculator category and length (1 to 7 result digits); on the hard ones
 the reply is the only way to the answer, so the loss teaches copying, not guessing. Their answers
 carry the usual noise (near misses, format slips), so the copy stays imperfect.
+
+data/models/tiny-calc-copy2 is a third stage on this mixture as shipped (300 more steps from
+tiny-calc-copy): it copies a given reply 39.5% of the time at temperature 1 instead of 12.5% (its card).
 """
 import random
 
