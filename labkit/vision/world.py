@@ -205,8 +205,11 @@ def completion_text(description: str, answer: str) -> str:
 
 
 def text_only_prompt(question: str, description: str) -> str:
-    """The second pass sees the question and a description, no image; it completes the answer."""
-    return f"{question}<description>{description}</description>"
+    """The second pass sees a description and the question, no image; it completes the answer.
+    The description comes first, as in Vision-SR1's verify prompt ("Text description: ...
+    Question: ..."): the answer then follows the question, not `</description>` as in the first
+    pass, so the first pass's answer token and the text-only answer are different contexts."""
+    return f"<description>{description}</description>{question}"
 
 
 def verify(task: VisualTask, completion: str) -> VisionVerdict:
