@@ -219,7 +219,7 @@ def test_the_second_pass_is_not_trained(tiny):
 def _more_answers(rows, text):
     """`more` answers in a batch's rows: the image rows' right answers, or the text rows' implied ones."""
     if text:
-        return [answer for prompt, answer in rows if "</description>more " in prompt]
+        return [answer for prompt, answer in rows if prompt.startswith("more ")]
     return [task.answer for task, _ in rows if task.kind == "more"]
 
 
@@ -241,7 +241,7 @@ def test_coldstart_text_only_stream_has_no_shortcut():
     assert 0.25 < len(text) / (len(text) + len(image)) < 0.35  # text_fraction 0.3
     # the text-only answers are what the (possibly wrong) description implies
     for prompt, answer in next(stream)[1]:
-        description, question = prompt.removeprefix("<description>").split("</description>")
+        question, description = prompt.removesuffix("</description>").split("<description>")
         counts = parse_description(description)
         assert counts is not None and answer in {"y", "n"} | {str(k) for k in range(10)}
     # text_shortcut=0.9 brings the shortcut back into the text-only stream; same seed, same stream
@@ -263,9 +263,9 @@ def test_coldstart_rejects_bad_settings(tmp_path):
         main(["--out", str(tmp_path / "m"), "--steps", "0"])
 
 
-def test_text_only_prompt_puts_the_description_first():
-    """Vision-SR1's verify prompt: description, then question; the answer follows the question."""
-    assert text_only_prompt("how many g?", "r2g1b3") == "<description>r2g1b3</description>how many g?"
+def test_text_only_prompt_is_question_then_description():
+    """The shipped checkpoints' second-pass prompt: question, then description; the answer follows."""
+    assert text_only_prompt("how many g?", "r2g1b3") == "how many g?<description>r2g1b3</description>"
 
 
 def test_coldstart_reading_phase_is_text_only_and_balanced():
@@ -280,12 +280,12 @@ def test_coldstart_reading_phase_is_text_only_and_balanced():
         assert image_rows == [] and len(text_rows) == 64
         rows += text_rows
     for prompt, answer in rows[:50]:
-        description, question = prompt.removeprefix("<description>").split("</description>")
+        question, description = prompt.removesuffix("</description>").split("<description>")
         kind = "more" if question.startswith("more ") else "sum" if "+" in question else "count"
         colours = tuple(ch for ch in question.replace("more", "").replace("than", "").replace("how many", "")
                         if ch in "rgb")
         assert answer == answer_from_counts(kind, colours, parse_description(description))
-    more = [answer for prompt, answer in rows if "</description>more " in prompt]
+    more = [answer for prompt, answer in rows if prompt.startswith("more ")]
     assert 0.4 < more.count("y") / len(more) < 0.6
     assert next(reading_batches(0, 8, 0.3, "asked"))[1] == rows[:8]
     assert next(reading_batches(0, 8, 0.3, "asked"))[1] != next(batches(0, 64, 1.0, 0.3, "asked", 0.9))[1][:8]

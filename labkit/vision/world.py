@@ -205,11 +205,10 @@ def completion_text(description: str, answer: str) -> str:
 
 
 def text_only_prompt(question: str, description: str) -> str:
-    """The second pass sees a description and the question, no image; it completes the answer.
-    The description comes first, as in Vision-SR1's verify prompt ("Text description: ...
-    Question: ..."): the answer then follows the question, not `</description>` as in the first
-    pass, so the first pass's answer token and the text-only answer are different contexts."""
-    return f"<description>{description}</description>{question}"
+    """The second pass sees the question and a description, no image; it completes the answer.
+    (Vision-SR1's verify prompt puts the description first; the shipped checkpoints were cold-started
+    with this order, and a description-first cold start was not ready in round 3: see notebook 12.)"""
+    return f"{question}<description>{description}</description>"
 
 
 def verify(task: VisualTask, completion: str) -> VisionVerdict:
