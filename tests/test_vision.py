@@ -241,8 +241,8 @@ def test_coldstart_text_only_stream_has_no_shortcut():
     assert 0.25 < len(text) / (len(text) + len(image)) < 0.35  # text_fraction 0.3
     # the text-only answers are what the (possibly wrong) description implies
     for prompt, answer in next(stream)[1]:
-        question, description = prompt.split("<description>")
-        counts = parse_description(description.replace("</description>", ""))
+        question, description = prompt.removesuffix("</description>").split("<description>")
+        counts = parse_description(description)
         assert counts is not None and answer in {"y", "n"} | {str(k) for k in range(10)}
     # text_shortcut=0.9 brings the shortcut back into the text-only stream; same seed, same stream
     old = batches(0, 64, 0.3, 0.3, "asked", 0.9, text_shortcut=0.9)
@@ -261,3 +261,48 @@ def test_coldstart_rejects_bad_settings(tmp_path):
         main(["--out", str(tmp_path / "m"), "--text-shortcut", "1.5"])
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "m"), "--steps", "0"])
+
+
+def test_text_only_prompt_is_question_then_description():
+    """The shipped checkpoints' second-pass prompt: question, then description; the answer follows."""
+    assert text_only_prompt("how many g?", "r2g1b3") == "how many g?<description>r2g1b3</description>"
+
+
+def test_coldstart_reading_phase_is_text_only_and_balanced():
+    """The reading phase: text-only rows, each answer the one its (possibly noisy) description implies,
+    `more` answers balanced; deterministic from the seed and not the mixed stream's rows."""
+    from labkit.vision.coldstart import batches, reading_batches
+
+    stream = reading_batches(0, 64, 0.3, "asked")
+    rows = []
+    for _ in range(30):
+        image_rows, text_rows = next(stream)
+        assert image_rows == [] and len(text_rows) == 64
+        rows += text_rows
+    for prompt, answer in rows[:50]:
+        question, description = prompt.removesuffix("</description>").split("<description>")
+        kind = "more" if question.startswith("more ") else "sum" if "+" in question else "count"
+        colours = tuple(ch for ch in question.replace("more", "").replace("than", "").replace("how many", "")
+                        if ch in "rgb")
+        assert answer == answer_from_counts(kind, colours, parse_description(description))
+    more = [answer for prompt, answer in rows if prompt.startswith("more ")]
+    assert 0.4 < more.count("y") / len(more) < 0.6
+    assert next(reading_batches(0, 8, 0.3, "asked"))[1] == rows[:8]
+    assert next(reading_batches(0, 8, 0.3, "asked"))[1] != next(batches(0, 64, 1.0, 0.3, "asked", 0.9))[1][:8]
+
+
+def test_reading_rate_scores_the_reader_per_kind(tiny):
+    """reading_rate: the second pass from ground-truth descriptions, per kind; a model that always
+    answers the right digit would score 1, an untrained one scores what its guesses hit."""
+    from labkit.vision.evaluate import reading_rate
+
+    model, tokenizer = tiny
+    tasks = make_tasks(12, 0)
+    rates = reading_rate(model, tokenizer, tasks)
+    assert set(rates) == {t.kind for t in tasks} and all(0.0 <= r <= 1.0 for r in rates.values())
+    solved = second_pass(model, tokenizer, tasks, [t.description for t in tasks])
+    for kind, rate in rates.items():
+        hits = [s for s, t in zip(solved, tasks) if t.kind == kind]
+        assert rate == sum(hits) / len(hits)
+    with pytest.raises(ValueError, match="at least one task"):
+        reading_rate(model, tokenizer, [])

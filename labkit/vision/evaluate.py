@@ -8,13 +8,15 @@ temperature 1 (greedy decoding hides description noise) and reports per task set
     format               the completion is `<description>...</description>answer`
     desc_accuracy        the description's counts that the question asks about are right
     desc_solve_rate      the second pass, from the model's own description, answers right
+
+`reading_rate` checks the text-only reader alone: from the ground-truth description, per question kind.
 """
 from dataclasses import dataclass
 
 import torch
 
 from labkit.vision.rollout import vlm_rollout
-from labkit.vision.world import (VisualTask, description_accurate, images_of, text_only_correct, text_only_prompt,
+from labkit.vision.world import (KINDS, VisualTask, description_accurate, images_of, text_only_correct, text_only_prompt,
                                  verify)
 
 MAX_NEW_TOKENS = 40  # `<description>r2g1b3</description>5` + EOS is 35 tokens
@@ -36,6 +38,21 @@ def second_pass(model, tokenizer, tasks: list[VisualTask], descriptions: list, t
         for i, text in zip(asked, out.completions):
             solved[i] = text_only_correct(tasks[i], text)
     return solved
+
+
+@torch.no_grad()
+def reading_rate(model, tokenizer, tasks: list[VisualTask]) -> dict:
+    """Per question kind: the share the greedy second pass answers right from the ground-truth
+    description. A reader that ignores the description scores the shortcut's rate on `more`."""
+    if not tasks:
+        raise ValueError("reading_rate needs at least one task")
+    solved = second_pass(model, tokenizer, tasks, [t.description for t in tasks])
+    rates = {}
+    for kind in KINDS:
+        hits = [s for s, t in zip(solved, tasks) if t.kind == kind]
+        if hits:
+            rates[kind] = sum(hits) / len(hits)
+    return rates
 
 
 @dataclass

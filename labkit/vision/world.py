@@ -205,7 +205,9 @@ def completion_text(description: str, answer: str) -> str:
 
 
 def text_only_prompt(question: str, description: str) -> str:
-    """The second pass sees the question and a description, no image; it completes the answer."""
+    """The second pass sees the question and a description, no image; it completes the answer.
+    (Vision-SR1's verify prompt puts the description first; the shipped checkpoints were cold-started
+    with this order, and a description-first cold start was not ready in round 3: see notebook 12.)"""
     return f"{question}<description>{description}</description>"
 
 
