@@ -135,9 +135,17 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generato
     scores = logits / temperature
     logp_all = scores.log_softmax(-1)
     probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
-    if generator is not None and generator.device != probs.device:
-        probs = probs.cpu()  # a CPU generator (e.g. a fixed eval seed) samples on the CPU
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device), logp_all
+    return draw(probs, generator), logp_all
+
+
+def draw(probs: torch.Tensor, generator=None) -> torch.Tensor:
+    """One token id per row of ``probs`` (B, V), drawn on the generator's device and returned
+    on ``probs``' device: a CPU generator gives the same ids whatever device the model is on.
+    Devices are compared by the tensor they resolve to, so ``cuda`` and ``cuda:0`` agree."""
+    if generator is None:
+        return torch.multinomial(probs, 1).squeeze(1)
+    on_generator = probs.to(generator.device)  # no copy when it is already there
+    return torch.multinomial(on_generator, 1, generator=generator).squeeze(1).to(probs.device)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from transformers import DynamicCache
 
 from labkit.evaluate import Evaluation
 from labkit.policy import Policy
-from labkit.rollout import Rollout, autocast, cache_keyword, entropy_of, position_ids_for, top_p_filter
+from labkit.rollout import Rollout, autocast, cache_keyword, draw, entropy_of, position_ids_for, top_p_filter
 from labkit.tasks import Task, Verdict, verify
 from labkit.tasks.countdown import evaluate as evaluate_expression, tokenize
 
@@ -150,9 +150,7 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
             scores = logits / temperature
             logp_all = scores.log_softmax(-1)
             probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
-            if generator is not None and generator.device != probs.device:
-                probs = probs.cpu()
-            sampled = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+            sampled = draw(probs, generator)
         else:  # greedy
             logp_all = logits.log_softmax(-1)
             sampled = logits.argmax(-1)

@@ -4,7 +4,7 @@ import torch
 
 from labkit.policy import Policy, build_tokenizer, make_model
 from labkit.rl import subset
-from labkit.rollout import completion_logprobs, rollout
+from labkit.rollout import completion_logprobs, draw, rollout
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,23 @@ def test_shared_prompt_logprobs_match_with_the_same_gradients(policy):
     assert torch.allclose(lp0[mask], lp1[mask], atol=1e-5) and torch.allclose(h0[mask], h1[mask], atol=1e-5)
     for a, b in zip(g0, g1):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_draw_uses_the_generator_and_returns_on_the_probs_device():
+    probs = torch.tensor([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5], [0.5, 0.0, 0.5]])
+    first = draw(probs, torch.Generator().manual_seed(3))
+    assert first.device == probs.device and first.shape == (3,)
+    assert first[0] == 1 and first[2] != 1           # zero-probability ids are never drawn
+    assert torch.equal(first, draw(probs, torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda", "cuda:0"])
+def test_draw_on_cuda_with_any_generator_device(generator_device):
+    # a generator made with device="cuda" reports "cuda" while tensors live on "cuda:0":
+    # they are the same device, and a CPU generator gives the same ids as on the CPU
+    probs = torch.rand(64, 50).softmax(-1)
+    ids = draw(probs.cuda(), torch.Generator(device=generator_device).manual_seed(1))
+    assert ids.device.type == "cuda"
+    if generator_device == "cpu":
+        assert torch.equal(ids.cpu(), draw(probs, torch.Generator().manual_seed(1)))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from labkit.rl import RLConfig, optimise, ppo_clip_loss
-from labkit.rollout import Rollout, autocast, cache_keyword, entropy_of
+from labkit.rollout import Rollout, autocast, cache_keyword, draw, entropy_of
 
 
 @dataclass
@@ -77,9 +77,7 @@ def vlm_rollout(model, tokenizer, prompts: list[str], pixel_values: torch.Tensor
         if temperature > 0:
             logp_all = (logits / temperature).log_softmax(-1)
             probs = logp_all.exp()
-            if generator is not None and generator.device != probs.device:
-                probs = probs.cpu()
-            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(device)
+            next_ids = draw(probs, generator)
         else:
             logp_all = logits.log_softmax(-1)
             next_ids = logits.argmax(-1)
