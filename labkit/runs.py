@@ -10,6 +10,8 @@ in its own directory::
       setup.json      what labkit.setup resolved (device, versions)
       metrics.jsonl   run.log(...) rows, flushed every step
       results.json    labkit.record(...) values, written atomically
+      kernel.log      the kernel process's own output (a crash's last words); cells' output
+                      is in the notebook
 
 The kernel gets ``LABKIT_RUN_DIR`` (so ``labkit.setup`` uses that directory) and
 ``LABKIT_LIVE=0`` (headless figures), runs with the notebook's directory as cwd, and the
@@ -149,17 +151,23 @@ def check_params(notebook, params: dict) -> dict:
 
 # ---------------------------------------------------------------------------- one run
 
-def _kernel_manager_class(extra_env: dict):
+def _kernel_manager_class(extra_env: dict, log_path: Path | None = None):
     from jupyter_client.manager import AsyncKernelManager
 
     class LabkitKernelManager(AsyncKernelManager):
-        """Starts the kernel with the run's environment, leaving os.environ untouched."""
+        """Starts the kernel with the run's environment, leaving os.environ untouched, and
+        its process's own output (not the cells': they reach the notebook) in ``log_path``:
+        a kernel that dies, or outlives an interrupted caller, leaves its last words there
+        instead of in the caller's terminal."""
 
         async def start_kernel(self, **kw):
             env = dict(kw.pop("env", None) or os.environ)
             env.pop("JPY_SESSION_NAME", None)   # a kernel we start is never a live JupyterLab one
             env.update(extra_env)
-            return await super().start_kernel(env=env, **kw)
+            if log_path is None:
+                return await super().start_kernel(env=env, **kw)
+            with open(log_path, "ab") as log:   # the kernel keeps its own copy of the handle
+                return await super().start_kernel(env=env, stdout=log, stderr=log, **kw)
 
     return LabkitKernelManager
 
@@ -210,7 +218,8 @@ def execute_spec(spec: RunSpec) -> RunResult:
     try:
         pm.execute_notebook(
             str(nb_path), str(out_nb), parameters=parameters, cwd=str(nb_path.parent),
-            kernel_manager_class=_kernel_manager_class(env), progress_bar=False,
+            kernel_manager_class=_kernel_manager_class(env, run_dir / "kernel.log"),
+            progress_bar=False,
             log_output=False, request_save_on_cell_execute=True,
             execution_timeout=spec.timeout,
             # ipykernel warns on every start that loopback TCP is unencrypted; keep errors only
@@ -224,6 +233,8 @@ def execute_spec(spec: RunSpec) -> RunResult:
         error_name = type(e).__name__
         msg = " ".join(str(e).split()) or traceback.format_exc().splitlines()[-1]
         error = f"{error_name}: {msg[:300]}"
+        if error_name == "DeadKernelError":
+            error += f" (its last output: {run_dir / 'kernel.log'})"
     except KeyboardInterrupt:  # Ctrl-C in this process: say so, so a resume runs it again
         _write_run_json(spec, run_dir, status="interrupted", started=started,
                         duration=round(time.time() - t0, 2), error="interrupted",

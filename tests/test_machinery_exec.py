@@ -97,6 +97,19 @@ def test_a_failing_run_reports_one_line_and_keeps_what_it_measured(tiny, tmp_pat
     assert (r.run_dir / "99_tiny.ipynb").exists()     # the notebook, traceback included
 
 
+def test_a_dying_kernel_is_reported_with_its_last_words(tiny, tmp_path):
+    dying = make_notebook(tmp_path / "nbs" / "98_dying.ipynb", cells=[
+        TINY[0], TINY[1], TINY[2],
+        'labkit.record("acc", 0.5)',
+        'import os\nos.write(2, b"last words\\n")\nos._exit(3)'])
+    r = execute(dying, scale="smoke", seed=0, out_dir=tmp_path / "out")
+    assert not r.ok and r.error_name == "DeadKernelError"
+    assert "\n" not in r.error and str(r.run_dir / "kernel.log") in r.error
+    assert "last words" in (r.run_dir / "kernel.log").read_text()
+    assert r.results == {"acc": 0.5}                  # what it measured before dying is kept
+    assert json.loads((r.run_dir / "run.json").read_text())["status"] == "failed"
+
+
 def test_seeds_run_in_parallel_and_aggregate(tiny, tmp_path):
     g = execute_seeds(tiny, scale="smoke", seeds=[0, 1], out_dir=tmp_path / "out", workers=2)
     assert g.ok and [r.seed for r in g.runs] == [0, 1]
