@@ -1,9 +1,11 @@
 """labkit.vision: the visual world, its verifier, Vision-SR1's reward, the TinyVLM and its rollout."""
 import random
+import time
 
 import pytest
 import torch
 
+from labkit.policy.loading import resolve_checkpoint
 from labkit.policy.tokenizer import build_tokenizer
 from labkit.rl import RLConfig
 from labkit.vision.evaluate import second_pass
@@ -133,7 +135,7 @@ def tiny():
 
 def test_tokenizer_has_the_format_characters():
     tokenizer = build_tokenizer()
-    text = text_only_prompt("more r than b?", "r2g1b3") + "y"
+    text = text_only_prompt("r>b?", "r2g1b3") + "y"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids, skip_special_tokens=True) == text
 
@@ -219,7 +221,7 @@ def test_the_second_pass_is_not_trained(tiny):
 def _more_answers(rows, text):
     """`more` answers in a batch's rows: the image rows' right answers, or the text rows' implied ones."""
     if text:
-        return [answer for prompt, answer in rows if prompt.startswith("more ")]
+        return [answer for prompt, answer in rows if ">" in prompt.split("<description>")[0]]
     return [task.answer for task, _ in rows if task.kind == "more"]
 
 
@@ -281,11 +283,11 @@ def test_coldstart_reading_phase_is_text_only_and_balanced():
         rows += text_rows
     for prompt, answer in rows[:50]:
         question, description = prompt.removesuffix("</description>").split("<description>")
-        kind = "more" if question.startswith("more ") else "sum" if "+" in question else "count"
-        colours = tuple(ch for ch in question.replace("more", "").replace("than", "").replace("how many", "")
+        kind = "more" if ">" in question else "sum" if "+" in question else "count"
+        colours = tuple(ch for ch in question.replace("how many", "")
                         if ch in "rgb")
         assert answer == answer_from_counts(kind, colours, parse_description(description))
-    more = [answer for prompt, answer in rows if prompt.startswith("more ")]
+    more = [answer for prompt, answer in rows if ">" in prompt.split("<description>")[0]]
     assert 0.4 < more.count("y") / len(more) < 0.6
     assert next(reading_batches(0, 8, 0.3, "asked"))[1] == rows[:8]
     assert next(reading_batches(0, 8, 0.3, "asked"))[1] != next(batches(0, 64, 1.0, 0.3, "asked", 0.9))[1][:8]
@@ -306,3 +308,91 @@ def test_reading_rate_scores_the_reader_per_kind(tiny):
         assert rate == sum(hits) / len(hits)
     with pytest.raises(ValueError, match="at least one task"):
         reading_rate(model, tokenizer, [])
+
+
+# --------------------------------------------------------------------------------------------- cold start recipe
+
+def test_coldstart_rejects_bad_recipe_flags(tmp_path):
+    from labkit.vision.coldstart import main
+
+    for flags in (["--init", str(tmp_path / "no-such-base")], ["--reading-lr", "0"], ["--lr", "-1e-3"],
+                  ["--reading-steps", "-1"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "m"), *flags])
+    assert not (tmp_path / "m" / "config.json").exists()
+
+
+def test_init_copies_a_text_base_and_rejects_others(tiny, tmp_path):
+    """--init: the language model computes exactly what the text base computes (its tied head untied);
+    a checkpoint that is not a Llama text base is refused with a one-line ValueError."""
+    from transformers import LlamaForCausalLM
+
+    from labkit.vision.coldstart import init_language_model
+
+    model, tokenizer = tiny
+    fresh = make_vlm(tokenizer)
+    init_language_model(fresh, "tiny-calc")
+    base = LlamaForCausalLM.from_pretrained(resolve_checkpoint("tiny-calc"), local_files_only=True)
+    ids = tokenizer(["12+34=", "r>b?<description>r1g2b3</description>"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.allclose(fresh(**ids).logits, base(**ids).logits, atol=1e-6)
+    assert fresh.language_model.lm_head.weight.data_ptr() != fresh.language_model.model.embed_tokens.weight.data_ptr()
+    model.save_pretrained(tmp_path)  # a TinyVLM is not a text base
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="not a Llama text base"):
+        init_language_model(make_vlm(tokenizer), tmp_path)
+
+
+READING_TEST_STEPS, READING_TEST_LR = 150, 3e-3
+
+
+def _small_coldstart(out, **kw):
+    from labkit.vision.coldstart import coldstart
+
+    settings = dict(steps=2, batch_size=8, reading_steps=3, log_every=1, init="tiny-calc")
+    settings.update(kw)
+    return coldstart(out, **settings)
+
+
+def test_coldstart_reading_stage_runs_and_is_deterministic(tmp_path):
+    """The recipe: a reading stage (text only, its own schedule) then a vision stage with a fresh schedule;
+    the same seed gives the same weights, and the log and settings record the whole recipe."""
+    import json
+
+    a = _small_coldstart(tmp_path / "a")
+    b = _small_coldstart(tmp_path / "b")
+    c = _small_coldstart(tmp_path / "c", reading_steps=0)
+    log = json.loads((a / "coldstart.json").read_text())
+    assert [h["phase"] for h in log["history"]] == ["reading"] * 3 + ["vision"] * 2
+    assert [h["step"] for h in log["history"]] == [0, 1, 2, 3, 4]
+    made = log["settings"]
+    assert (made["init"], made["reading_steps"], made["reading_lr"], made["steps"], made["lr"]) == \
+        ("tiny-calc", 3, 1e-3, 2, 1e-3)
+    assert set(log["reading_rate_after_reading"]) == {"count", "more", "sum"}
+    assert json.loads((c / "coldstart.json").read_text())["reading_rate_after_reading"] is None
+    ma, mb, mc = (load_vlm(p, device="cpu")[0] for p in (a, b, c))
+    for (name, pa), pb in zip(ma.named_parameters(), mb.parameters()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(ma.language_model.lm_head.weight, mc.language_model.lm_head.weight)
+
+
+def test_the_reading_stage_teaches_the_reader_to_read():
+    """A short reading stage (150 steps of 32; the shipped one is 800 of 64) from the tiny-calc base lifts
+    the text-only reader by more than 20 points on every kind over what the base reads from ground-truth
+    descriptions. (That the full stage reads > 0.9 on every kind is checked on the shipped checkpoint, in
+    notebook 12.)"""
+    from labkit.policy.tokenizer import build_tokenizer
+    from labkit.vision.coldstart import _adamw, _train_steps, init_language_model, reading_batches
+    from labkit.vision.evaluate import reading_rate
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    model = make_vlm(tokenizer)
+    init_language_model(model, "tiny-calc")
+    tasks = make_tasks(150, 1, 0.5, split="eval")
+    before = reading_rate(model, tokenizer, tasks)
+    _train_steps(model, tokenizer, _adamw(model, READING_TEST_LR), reading_batches(0, 32, 0.3, "asked"),
+                 READING_TEST_STEPS, READING_TEST_LR, "reading", "cpu", [], time.time(), log_every=10 ** 6)
+    after = reading_rate(model, tokenizer, tasks)
+    for kind in ("count", "more", "sum"):
+        assert after[kind] > before[kind] + 0.2, (kind, before, after)

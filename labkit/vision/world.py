@@ -5,7 +5,7 @@ grid; `render` draws it as a (3, IMAGE, IMAGE) float tensor (numpy + torch only)
 description is the count per colour, written `r2g1b3`. Questions have verifiable answers:
 
     count  "how many r?"     -> "2"
-    more   "more r than b?"  -> "y" | "n"        (never a tie)
+    more   "r>b?"            -> "y" | "n"        (never a tie)
     sum    "r+b?"            -> "5"
 
 The policy's completion is `<description>r2g1b3</description>5`: a description, then the answer
@@ -126,7 +126,7 @@ def question_text(kind: str, colours: tuple) -> str:
     if kind == "count":
         return f"how many {colours[0]}?"
     if kind == "more":
-        return f"more {colours[0]} than {colours[1]}?"
+        return f"{colours[0]}>{colours[1]}?"  # compact, like the description (round 3: a tiny reader did not learn `more r than b?`)
     return f"{colours[0]}+{colours[1]}?"
 
 
