@@ -285,10 +285,12 @@ def after_reply_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor) -> 
 
 @dataclass
 class ToolEvaluation(Evaluation):
-    """labkit.evaluate's Evaluation plus, per sample (task-major), whether it called and was right."""
+    """labkit.evaluate's Evaluation plus, per sample (task-major), whether it called, whether it was right,
+    and its completion."""
 
     called: list[bool] = None
     right: list[bool] = None
+    completions: list[str] = None
 
     @property
     def tool_rate(self) -> float:
@@ -311,7 +313,7 @@ def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, tem
     if samples < 1:
         raise ValueError(f"samples must be >= 1; got {samples}")
     owners = [t for t in tasks for _ in range(samples)]
-    called, right = [], []
+    called, right, texts = [], [], []
     entropy_sum, token_count = 0.0, 0.0
     for start in range(0, len(owners), batch_size):
         part = owners[start:start + batch_size]
@@ -321,8 +323,9 @@ def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, tem
         token_count += float(batch.completion_mask.sum())
         called += [c > 0 for c in batch.calls]
         right += [verify_with_tools(t, text).correct for t, text in zip(part, batch.completions)]
+        texts += batch.completions
     correct = [sum(right[i * samples:(i + 1) * samples]) for i in range(len(tasks))]
-    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right)
+    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right, texts)
 
 
 # ---------------------------------------------------------------------------------------------

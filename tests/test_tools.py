@@ -148,6 +148,7 @@ def test_evaluate_with_tools_counts_calls_and_answers():
     policy = _scripted(["[2*3]xxx6$", "5$", "[2*3]xxx7$", "6$"])
     ev = evaluate_with_tools(policy, [_task("2*3=", "6"), _task("2*3=", "6")], samples=2, temperature=0.0)
     assert ev.called == [True, False, True, False] and ev.right == [True, False, False, True]
+    assert ev.completions == ["[2*3]=6;6", "5", "[2*3]=6;7", "6"]
     assert ev.correct == [1, 1] and ev.acc == 0.5 and ev.tool_rate == 0.5
     assert ev.acc_given(True) == 0.5 and ev.acc_given(False) == 0.5
     with pytest.raises(ValueError, match="at least one task"):
