@@ -18,6 +18,9 @@ not in the loss: `completion_mask` is 1 on policy tokens only.
 
 The calculator parses `n op n op ...` (canonical non-negative integers, + - *, `*` first) with
 labkit.tasks.countdown's tokenizer and evaluator: model output is data, never `eval`ed.
+`max_operands=2` makes it a one-operation calculator. Chain tasks (`chain_task`, '23*45+7=' -> '1042')
+pair with it: the whole prompt is refused as a call, so the policy must call '[23*45]' and use the
+reply (add 7 itself, or call again): notebook 04's default task.
 """
 from __future__ import annotations
 
