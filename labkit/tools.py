@@ -18,6 +18,9 @@ not in the loss: `completion_mask` is 1 on policy tokens only.
 
 The calculator parses `n op n op ...` (canonical non-negative integers, + - *, `*` first) with
 labkit.tasks.countdown's tokenizer and evaluator: model output is data, never `eval`ed.
+`max_operands=2` makes it a one-operation calculator. Chain tasks (`chain_task`, '23*45+7=' -> '1042')
+pair with it: the whole prompt is refused as a call, so the policy must call '[23*45]' and use the
+reply (add 7 itself, or call again): notebook 04's default task.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from transformers import DynamicCache
 from labkit.evaluate import Evaluation
 from labkit.policy import Policy
 from labkit.rollout import Rollout, autocast, cache_keyword, draw, entropy_of, position_ids_for, top_p_filter
-from labkit.tasks import Task, Verdict, verify
+from labkit.tasks import Task, Verdict, load_eval_set, verify
 from labkit.tasks.countdown import evaluate as evaluate_expression, tokenize
 
 CALL_OPEN, CALL_CLOSE = "[", "]"
@@ -42,25 +45,33 @@ MAX_RESULT_DIGITS = 12  # results beyond this are an error (keeps completions sh
 __all__ = ["CALL_OPEN", "CALL_CLOSE", "RESULT_OPEN", "RESULT_CLOSE", "calculate", "tool_output",
            "format_call", "final_answer", "count_calls", "verify_with_tools", "ToolRollout",
            "tool_rollout", "after_reply_mask", "ToolEvaluation", "evaluate_with_tools", "Trajectory", "split_rollout",
-           "collate"]
+           "collate", "chain_task", "sample_chain_task", "chain_eval_tasks"]
 
 
-def calculate(expression) -> int | None:
+def _check_max_operands(max_operands) -> int:
+    if isinstance(max_operands, bool) or not isinstance(max_operands, int) or not 2 <= max_operands <= MAX_OPERANDS:
+        raise ValueError(f"max_operands must be an integer in 2..{MAX_OPERANDS}; got {max_operands!r}")
+    return max_operands
+
+
+def calculate(expression, max_operands: int = MAX_OPERANDS) -> int | None:
     """The value of `expression` ('347*28', '12+3*4'), or None when it is not a well-formed
-    `n op n ...` of at most MAX_OPERANDS canonical integers and + - * (no spaces, brackets,
-    unary minus, powers, names...). Never evaluates Python."""
+    `n op n ...` of at most `max_operands` canonical integers and + - * (no spaces, brackets,
+    unary minus, powers, names...). Never evaluates Python. max_operands=2 is a one-operation
+    calculator (notebook 04's chain task: '23*45+7' is refused, '23*45' answered)."""
+    _check_max_operands(max_operands)
     if not isinstance(expression, str) or len(expression) > MAX_CALL_CHARS:
         return None
     parsed = tokenize(expression)
-    if parsed is None or len(parsed[0]) > MAX_OPERANDS:
+    if parsed is None or len(parsed[0]) > max_operands:
         return None
     value = evaluate_expression(*parsed)
     return value if len(str(abs(value))) <= MAX_RESULT_DIGITS else None
 
 
-def tool_output(expression: str) -> str:
+def tool_output(expression: str, max_operands: int = MAX_OPERANDS) -> str:
     """What the environment inserts after a call: '=9716;' or '=?;' for an invalid call."""
-    value = calculate(expression)
+    value = calculate(expression, max_operands)
     return RESULT_OPEN + (ERROR if value is None else str(value)) + RESULT_CLOSE
 
 
@@ -104,13 +115,14 @@ class ToolRollout(Rollout):
 @torch.no_grad()
 def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
                  top_p: float = 1.0, generator: torch.Generator | None = None, max_calls: int = 2,
-                 stop_after_call: bool = False) -> ToolRollout:
+                 stop_after_call: bool = False, max_operands: int = MAX_OPERANDS) -> ToolRollout:
     """Sample one completion per prompt, executing calculator calls as they close.
 
     Every row advances one token per step. A row whose policy just wrote `]` after an open `[`
     gets the calculator's reply queued; queued characters are fed as the row's next tokens
     instead of samples (logprob 0, entropy 0, mask 0). Calls beyond `max_calls` get '=?;'.
     stop_after_call: the row ends once its first reply is written (the reply is its answer).
+    max_operands: the most numbers one call may hold (2: one operation per call).
     temperature 0 decodes greedily. Same seed and device, same completions."""
     if not prompts:
         raise ValueError("tool_rollout needs at least one prompt; got an empty list")
@@ -118,6 +130,7 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
         raise ValueError(f"need max_new_tokens >= 1 and max_calls >= 0; got {max_new_tokens}, {max_calls}")
     if temperature < 0 or not 0 < top_p <= 1:
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1; got {temperature}, {top_p}")
+    _check_max_operands(max_operands)
     model, tokenizer, device = policy.model, policy.tokenizer, policy.device
     was_training = model.training
     model.eval()
@@ -175,7 +188,7 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
                 segment[i] += ch if ch else "_"
                 if ch == CALL_CLOSE and CALL_OPEN in segment[i]:
                     expression = segment[i].rsplit(CALL_OPEN, 1)[1][:-1]
-                    reply = tool_output(expression) if calls[i] < max_calls else RESULT_OPEN + ERROR + RESULT_CLOSE
+                    reply = tool_output(expression, max_operands) if calls[i] < max_calls else RESULT_OPEN + ERROR + RESULT_CLOSE
                     calls[i] += 1
                     queued[i] = [char_id[c] for c in reply]
                     segment[i] = ""
@@ -273,10 +286,12 @@ def after_reply_mask(completion_mask: torch.Tensor, tool_mask: torch.Tensor) -> 
 
 @dataclass
 class ToolEvaluation(Evaluation):
-    """labkit.evaluate's Evaluation plus, per sample (task-major), whether it called and was right."""
+    """labkit.evaluate's Evaluation plus, per sample (task-major), whether it called, whether it was right,
+    and its completion."""
 
     called: list[bool] = None
     right: list[bool] = None
+    completions: list[str] = None
 
     @property
     def tool_rate(self) -> float:
@@ -291,22 +306,60 @@ class ToolEvaluation(Evaluation):
 @torch.no_grad()
 def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, temperature: float = 1.0,
                         max_new_tokens: int = 40, batch_size: int = 512,
-                        generator: torch.Generator | None = None, stop_after_call: bool = False) -> ToolEvaluation:
+                        generator: torch.Generator | None = None, stop_after_call: bool = False,
+                        max_operands: int = MAX_OPERANDS) -> ToolEvaluation:
     """Sample `samples` tool-using completions per task and judge their final answers."""
     if not tasks:
         raise ValueError("evaluate_with_tools needs at least one task")
     if samples < 1:
         raise ValueError(f"samples must be >= 1; got {samples}")
     owners = [t for t in tasks for _ in range(samples)]
-    called, right = [], []
+    called, right, texts = [], [], []
     entropy_sum, token_count = 0.0, 0.0
     for start in range(0, len(owners), batch_size):
         part = owners[start:start + batch_size]
         batch = tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator,
-                             stop_after_call=stop_after_call)
+                             stop_after_call=stop_after_call, max_operands=max_operands)
         entropy_sum += float((batch.entropies * batch.completion_mask).sum())
         token_count += float(batch.completion_mask.sum())
         called += [c > 0 for c in batch.calls]
         right += [verify_with_tools(t, text).correct for t, text in zip(part, batch.completions)]
+        texts += batch.completions
     correct = [sum(right[i * samples:(i + 1) * samples]) for i in range(len(tasks))]
-    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right)
+    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right, texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain tasks: the tool's reply must be used, not only copied
+
+
+def chain_task(a: int, b: int, c: int) -> Task:
+    """'23*45+7=' -> '1042'. With a one-operation calculator (max_operands=2) the way through is
+    to call '[23*45]' and add c to the reply oneself (or call again, '[1035+7]'): a trajectory holds
+    several decisions (call, what to call, what to do with the reply). Judged by the arithmetic
+    verifier (the answer's canonical integer); category 'mul', difficulty = digits of a, meta['c'] = c."""
+    for name, value in (("a", a), ("b", b), ("c", c)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"chain_task needs integers >= 0; got {name}={value!r}")
+    return Task(prompt=f"{a}*{b}+{c}=", answer=str(a * b + c), category="mul", difficulty=len(str(a)),
+                world="arithmetic", meta={"a": a, "b": b, "c": c, "chain": "+"})
+
+
+def sample_chain_task(digits: int, rng) -> Task:
+    """A chain task whose factors both have `digits` digits (1..4) and whose addend is 1..9."""
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 4:
+        raise ValueError(f"chain digits must be an integer in 1..4; got {digits!r}")
+    low = 0 if digits == 1 else 10 ** (digits - 1)
+    a, b = rng.randrange(low, 10 ** digits), rng.randrange(low, 10 ** digits)
+    return chain_task(a, b, rng.randrange(1, 10))
+
+
+def chain_eval_tasks(difficulties=(2, 3)) -> list[Task]:
+    """Held-out chain tasks: the shipped arithmetic eval set's `mul` tasks of these difficulties, each
+    with an addend 1..9 drawn from a generator seeded by its prompt (the same on every machine)."""
+    import random
+
+    picked = [t for t in load_eval_set("arithmetic") if t.category == "mul" and t.difficulty in set(difficulties)]
+    if not picked:
+        raise ValueError(f"no held-out mul tasks of difficulty {tuple(difficulties)!r}; the eval set has 1..8")
+    return [chain_task(t.meta["a"], t.meta["b"], random.Random("chain/" + t.prompt).randrange(1, 10)) for t in picked]

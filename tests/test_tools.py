@@ -148,6 +148,7 @@ def test_evaluate_with_tools_counts_calls_and_answers():
     policy = _scripted(["[2*3]xxx6$", "5$", "[2*3]xxx7$", "6$"])
     ev = evaluate_with_tools(policy, [_task("2*3=", "6"), _task("2*3=", "6")], samples=2, temperature=0.0)
     assert ev.called == [True, False, True, False] and ev.right == [True, False, False, True]
+    assert ev.completions == ["[2*3]=6;6", "5", "[2*3]=6;7", "6"]
     assert ev.correct == [1, 1] and ev.acc == 0.5 and ev.tool_rate == 0.5
     assert ev.acc_given(True) == 0.5 and ev.acc_given(False) == 0.5
     with pytest.raises(ValueError, match="at least one task"):
@@ -171,3 +172,69 @@ def test_after_reply_mask_by_hand():
     assert torch.equal(after_reply_mask(completion, tool), expected)
     with pytest.raises(ValueError, match="one shape"):
         after_reply_mask(completion, tool[:, :5])
+
+
+# ---------------------------------------------------------------------------------------------
+# The one-operation calculator and chain tasks (notebook 04's task "chain")
+
+
+def test_max_operands_by_hand():
+    assert calculate("23*45+7") == 1042 and calculate("23*45+7", max_operands=3) == 1042
+    assert calculate("23*45+7", max_operands=2) is None and calculate("23*45", max_operands=2) == 1035
+    assert tool_output("23*45+7", max_operands=2) == "=?;" and tool_output("1035+7", max_operands=2) == "=1042;"
+    for bad in (1, 5, 2.0, True, "2", None):
+        with pytest.raises(ValueError, match="max_operands"):
+            calculate("1+1", max_operands=bad)
+
+
+def test_tool_rollout_one_operation_calculator():
+    # the whole expression is refused; the product is answered; a second call adds the small number
+    policy = _scripted(["[2*3+1]xxx7$", "[2*3]xxx7$", "[2*3]xxx[6+1]xxx7$"])
+    batch = tool_rollout(policy, ["2*3+1="] * 3, max_new_tokens=20, max_operands=2)
+    assert batch.completions == ["[2*3+1]=?;7", "[2*3]=6;7", "[2*3]=6;[6+1]=7;7"]
+    assert batch.calls == [1, 1, 2]
+    default = tool_rollout(_scripted(["[2*3+1]xxx7$"]), ["2*3+1="], max_new_tokens=12)
+    assert default.completions == ["[2*3+1]=7;7"]  # the default calculator keeps 4 operands
+    with pytest.raises(ValueError, match="max_operands"):
+        tool_rollout(policy, ["1="], max_operands=1)
+
+
+def test_chain_task_by_hand_and_bad_inputs():
+    from labkit.tools import chain_task
+    task = chain_task(23, 45, 7)
+    assert (task.prompt, task.answer, task.category, task.difficulty) == ("23*45+7=", "1042", "mul", 2)
+    assert task.meta == {"a": 23, "b": 45, "c": 7, "chain": "+"}
+    assert verify_with_tools(task, "[23*45]=1035;1042").correct
+    assert not verify_with_tools(task, "[23*45]=1035;1035").correct  # copying the reply is not enough
+    assert not verify_with_tools(task, "[23*45+7]=?;1041").correct
+    for a, b, c in ((-1, 2, 3), (2, 3.0, 1), (True, 2, 3), (2, 3, "1")):
+        with pytest.raises(ValueError, match="chain_task"):
+            chain_task(a, b, c)
+
+
+def test_sample_chain_task_is_deterministic_and_in_range():
+    import random
+    from labkit.tools import sample_chain_task
+    first = [sample_chain_task(d, random.Random(3)) for d in (1, 2, 3, 4)]
+    assert first == [sample_chain_task(d, random.Random(3)) for d in (1, 2, 3, 4)]
+    rng = random.Random(0)
+    for _ in range(200):
+        t = sample_chain_task(2, rng)
+        assert 10 <= t.meta["a"] <= 99 and 10 <= t.meta["b"] <= 99 and 1 <= t.meta["c"] <= 9
+        assert int(t.answer) == t.meta["a"] * t.meta["b"] + t.meta["c"]
+    for bad in (0, 5, 2.0, True):
+        with pytest.raises(ValueError, match="chain digits"):
+            sample_chain_task(bad, rng)
+
+
+def test_chain_eval_tasks_follow_the_eval_set():
+    from labkit.tasks import load_eval_set
+    from labkit.tools import chain_eval_tasks
+    tasks = chain_eval_tasks((2, 3))
+    products = [t for t in load_eval_set("arithmetic") if t.category == "mul" and t.difficulty in (2, 3)]
+    assert len(tasks) == len(products) == 100
+    assert [t.prompt.rsplit("+", 1)[0] for t in tasks] == [p.prompt[:-1] for p in products]
+    assert tasks == chain_eval_tasks((2, 3))  # the addends are fixed by the prompts, not by a global seed
+    assert len({t.meta["c"] for t in tasks}) > 5
+    with pytest.raises(ValueError, match="no held-out mul tasks"):
+        chain_eval_tasks((9,))
