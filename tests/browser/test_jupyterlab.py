@@ -20,7 +20,7 @@ NOTEBOOKS = [
     # the harness itself: a LivePlot fed in a sleep loop, no model
     pytest.param("tests/browser/live_probe.ipynb", {"steps": 60, "delay": 0.15}, id="live_probe"),
     # track 0: the substrate (GRPO on the tiny reasoner); smoke's 3 steps are too few to see it move
-    pytest.param("01_tiny_reasoner", {"scale": "smoke", "steps": 40}, id="01_tiny_reasoner",
+    pytest.param("01_tiny_reasoner", {"scale": "smoke", "steps": 150}, id="01_tiny_reasoner",
                  marks=needs_tiny),
     # one notebook of each later kind goes here as it lands (02 is of 01's kind: GRPO + LivePlot;
     # it passes too: pytest.param("02_entropy_mechanism", {"scale": "smoke"}, marks=needs_tiny),
