@@ -151,7 +151,7 @@ def check_params(notebook, params: dict) -> dict:
 
 # ---------------------------------------------------------------------------- one run
 
-def _kernel_manager_class(extra_env: dict, log_path: Path | None = None):
+def _kernel_manager_class(extra_env: dict, log_path: Path):
     from jupyter_client.manager import AsyncKernelManager
 
     class LabkitKernelManager(AsyncKernelManager):
@@ -164,8 +164,6 @@ def _kernel_manager_class(extra_env: dict, log_path: Path | None = None):
             env = dict(kw.pop("env", None) or os.environ)
             env.pop("JPY_SESSION_NAME", None)   # a kernel we start is never a live JupyterLab one
             env.update(extra_env)
-            if log_path is None:
-                return await super().start_kernel(env=env, **kw)
             with open(log_path, "ab") as log:   # the kernel keeps its own copy of the handle
                 return await super().start_kernel(env=env, stdout=log, stderr=log, **kw)
 
