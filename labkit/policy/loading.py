@@ -61,11 +61,13 @@ def load_policy(name_or_path, device="auto", dtype=None, lora: dict | None = Non
     hf_logging.disable_progress_bar()  # a weight-loading bar per notebook is noise
     path = resolve_checkpoint(name_or_path)
     device = resolve_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    # trust_remote_code=False: a checkpoint directory never runs code of its own here
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     tokenizer.padding_side = "left"  # batched sampling appends on the right
     if tokenizer.pad_token is None:  # real checkpoints often ship without one
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, trust_remote_code=False,
+                                                 dtype=dtype or torch.float32)
     model.to(device)
     policy = Policy(model=model, tokenizer=tokenizer)
     return add_lora(policy, **lora) if lora else policy

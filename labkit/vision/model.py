@@ -123,10 +123,13 @@ def load_vlm(name_or_path="tiny-vlm", device="auto"):
     from labkit.policy.loading import resolve_checkpoint
 
     path = resolve_checkpoint(name_or_path)
-    config = TinyVLMConfig.from_pretrained(path)
+    # trust_remote_code=False: a checkpoint directory never runs code of its own here
+    config = TinyVLMConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     if config.model_type != TinyVLMConfig.model_type:
         raise ValueError(f"{Path(path).name} is not a TinyVLM checkpoint (model_type {config.model_type!r})")
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True,
+                                                        trust_remote_code=False)
     tokenizer.padding_side = "left"
-    model = TinyVLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    model = TinyVLM.from_pretrained(path, local_files_only=True, trust_remote_code=False,
+                                    dtype=torch.float32)
     return model.to(resolve_device(device)), tokenizer
