@@ -9,7 +9,8 @@
     labkit bench ...         (labkit.bench)
 
 Bad input gives a one-line error and exit code 2; a notebook that fails gives exit code 1;
-Ctrl-C gives 130 (a sweep keeps its finished cells: run the same command again to resume).
+Ctrl-C gives 130 and SIGTERM 143, both after stopping the kernels cleanly (run.json says
+``interrupted``; a sweep keeps its finished cells: run the same command again to resume).
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from importlib import import_module
 from pathlib import Path
 
 from labkit.params import ParameterError
+from labkit.runs import Terminated, sigterm_as_interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143   # 128 + SIGINT, 128 + SIGTERM
 
 
 class _Usage(Exception):
@@ -223,9 +226,10 @@ def cmd_sweep(args) -> int:
     except SweepInterrupted as e:
         sw = e.sweep
         finished = sum(c.status in ("ok", "done", "failed") for c in sw.cells)
-        _err(f"interrupted: {finished} of {len(sw.cells)} cells finished and are kept in "
+        how = "terminated" if e.terminated else "interrupted"
+        _err(f"{how}: {finished} of {len(sw.cells)} cells finished and are kept in "
              f"{sw.dir}; run the same command again to resume")
-        return 130
+        return EXIT_TERMINATED if e.terminated else EXIT_INTERRUPTED
     wall = time.time() - t0
     print()
     print(sw.table())
@@ -358,18 +362,22 @@ def main(argv=None) -> int:
         return _dispatch("labkit.bench", "bench", argv[1:])
     ap = build_parser()
     try:
-        args = ap.parse_args(argv)
-        if args.command is None:
-            ap.print_help()
-            return EXIT_USAGE
-        return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
-                "results": cmd_results}[args.command](args)
+        with sigterm_as_interrupt():
+            args = ap.parse_args(argv)
+            if args.command is None:
+                ap.print_help()
+                return EXIT_USAGE
+            return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
+                    "results": cmd_results}[args.command](args)
     except (_Usage, ParameterError) as e:
         _err(str(e))
         return EXIT_USAGE
+    except Terminated:
+        _err("terminated (SIGTERM); the run directory says interrupted")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `labkit list | head`
         try:
             sys.stdout = open(os.devnull, "w")

@@ -29,13 +29,16 @@ reads a finished cell back (resuming a sweep).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -46,9 +49,9 @@ from labkit.notebooks import NotebookInfo, resolve
 from labkit.params import SCALES, ParameterError, check_choice, check_seed, new_run_dir, runs_root
 from labkit.recording import _decode, read_notebook_records, write_json_atomic
 
-__all__ = ["RunSpec", "RunResult", "Group", "execute", "execute_seeds", "execute_spec",
-           "run_specs", "load_run", "mark_interrupted", "summarize", "format_table",
-           "write_summary", "load_summary",
+__all__ = ["RunSpec", "RunResult", "Group", "Terminated", "sigterm_as_interrupt", "execute",
+           "execute_seeds", "execute_spec", "run_specs", "load_run", "mark_interrupted",
+           "summarize", "format_table", "write_summary", "load_summary",
            "notebook_parameters", "check_params"]
 
 _RESERVED = ("scale", "seed")
@@ -112,6 +115,34 @@ class Group:
         return format_table(self.summary, by=by)
 
 
+# ---------------------------------------------------------------------------- signals
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception: it stops a run the way Ctrl-C does (kernel shut down, its
+    connection file removed, run.json ``interrupted``) instead of killing the process and
+    leaving the kernel and its files behind."""
+
+
+def _raise_terminated(signum, frame):
+    # once: a second SIGTERM must not cut the kernel's shutdown short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated("terminated (SIGTERM)")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within this block SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main
+    thread; elsewhere (or outside the main thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # ---------------------------------------------------------------------------- parameters
 
 def notebook_parameters(notebook) -> dict:
@@ -151,16 +182,18 @@ def check_params(notebook, params: dict) -> dict:
 
 # ---------------------------------------------------------------------------- one run
 
-def _kernel_manager_class(extra_env: dict, log_path: Path):
+def _kernel_manager_class(extra_env: dict, log_path: Path, started: list):
     from jupyter_client.manager import AsyncKernelManager
 
     class LabkitKernelManager(AsyncKernelManager):
         """Starts the kernel with the run's environment, leaving os.environ untouched, and
         its process's own output (not the cells': they reach the notebook) in ``log_path``:
         a kernel that dies, or outlives an interrupted caller, leaves its last words there
-        instead of in the caller's terminal."""
+        instead of in the caller's terminal. Each manager is appended to ``started``, so an
+        interrupted run can make sure that its kernel is gone."""
 
         async def start_kernel(self, **kw):
+            started.append(self)
             env = dict(kw.pop("env", None) or os.environ)
             env.pop("JPY_SESSION_NAME", None)   # a kernel we start is never a live JupyterLab one
             env.update(extra_env)
@@ -174,6 +207,43 @@ def _write_run_json(spec: RunSpec, run_dir: Path, **extra):
     info = {"notebook": spec.notebook, "scale": spec.scale, "seed": spec.seed,
             "params": spec.params, **extra}
     write_json_atomic(run_dir / "run.json", info)
+
+
+def _shutdown_kernels(managers) -> None:
+    """Stop the kernels of ``managers`` that are still alive and remove their connection
+    files. nbclient does this when an interrupt reaches it inside the execution; an interrupt
+    that lands while the kernel is starting would otherwise leave both behind."""
+    from jupyter_core.utils import run_sync
+
+    for km in managers:
+        with contextlib.suppress(Exception):
+            if run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=True)
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
+
+
+def _settle_tasks() -> None:
+    """Cancel and collect what an interrupted execution left on this thread's event loop
+    (the cell it was waiting for), so that asyncio does not print their errors at exit."""
+    import asyncio
+    import gc
+
+    from jupyter_core.utils import ensure_event_loop
+
+    with contextlib.suppress(Exception):
+        loop = ensure_event_loop()
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending and not loop.is_running():
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    # finished tasks are no longer listed by all_tasks; the exception's traceback keeps them
+    # alive, and asyncio would log their error when they are finally collected
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.Future) and obj.done() and not obj.cancelled():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                obj.exception()   # marks it retrieved
 
 
 def read_results(run_dir: Path, executed_notebook: Path) -> dict:
@@ -213,10 +283,11 @@ def execute_spec(spec: RunSpec) -> RunResult:
     parameters = {"scale": spec.scale, "seed": spec.seed, **(spec.params or {})}
     t0 = time.time()
     error = error_name = None
+    managers = []
     try:
         pm.execute_notebook(
             str(nb_path), str(out_nb), parameters=parameters, cwd=str(nb_path.parent),
-            kernel_manager_class=_kernel_manager_class(env, run_dir / "kernel.log"),
+            kernel_manager_class=_kernel_manager_class(env, run_dir / "kernel.log", managers),
             progress_bar=False,
             log_output=False, request_save_on_cell_execute=True,
             execution_timeout=spec.timeout,
@@ -233,10 +304,12 @@ def execute_spec(spec: RunSpec) -> RunResult:
         error = f"{error_name}: {msg[:300]}"
         if error_name == "DeadKernelError":
             error += f" (its last output: {run_dir / 'kernel.log'})"
-    except KeyboardInterrupt:  # Ctrl-C in this process: say so, so a resume runs it again
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say so, so a resume runs it again
+        _shutdown_kernels(managers)
+        _settle_tasks()
         _write_run_json(spec, run_dir, status="interrupted", started=started,
-                        duration=round(time.time() - t0, 2), error="interrupted",
-                        error_name="KeyboardInterrupt")
+                        duration=round(time.time() - t0, 2), error=str(e) or "interrupted",
+                        error_name=type(e).__name__)
         raise
     duration = time.time() - t0
     results = read_results(run_dir, out_nb)
@@ -277,12 +350,36 @@ def default_workers(n_cells: int) -> int:
     return max(1, min(n_cells, os.cpu_count() or 1))
 
 
+_EXECUTING = False   # in a pool worker: True while execute_spec runs
+
+
+def _worker_sigterm(signum, frame):  # pragma: no cover - runs in the pool's processes
+    if _EXECUTING:   # stop the run cleanly (kernel, run.json), then _execute_in_worker exits
+        _raise_terminated(signum, frame)
+    os._exit(128 + signum)   # idle: nothing to clean up
+
+
 def _worker_init():  # pragma: no cover - runs in the pool's processes
     # Ctrl-C in a terminal reaches the whole process group: the parent decides what stops
-    # (see run_specs), the workers do not each die half-way through a save.
-    import signal
-
+    # (see run_specs), the workers do not each die half-way through a save. The parent
+    # stops a worker with SIGTERM, which ends its run the way Ctrl-C ends one in-process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+
+
+def _execute_in_worker(spec: RunSpec) -> RunResult:  # pragma: no cover - in the pool
+    global _EXECUTING
+    _EXECUTING = True
+    try:
+        return execute_spec(spec)
+    except KeyboardInterrupt:
+        # the kernel is shut down and run.json says interrupted: leave at once, rather than
+        # hand the pool an exception and wait for work that will not come
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _EXECUTING = False
 
 
 def mark_interrupted(spec: RunSpec) -> None:
@@ -330,7 +427,7 @@ def run_specs(specs, workers=None, on_result=None, *, processes=None) -> list[Ru
                                mp_context=mp.get_context("spawn"), initializer=_worker_init)
     interrupted = False
     try:
-        futures = {pool.submit(execute_spec, s): i for i, s in enumerate(specs)}
+        futures = {pool.submit(_execute_in_worker, s): i for i, s in enumerate(specs)}
         for fut in as_completed(futures):
             i = futures[fut]
             try:
@@ -350,7 +447,11 @@ def run_specs(specs, workers=None, on_result=None, *, processes=None) -> list[Ru
             if p.is_alive():
                 p.terminate()
         for p in procs:
-            p.join(timeout=10)
+            p.join(timeout=15)
+        for p in procs:   # a worker stuck past its kernel's shutdown: no orphans either way
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
         for i, s in enumerate(specs):
             if i not in results:
                 mark_interrupted(s)

@@ -50,9 +50,9 @@ from pathlib import Path
 from labkit.notebooks import NotebookInfo, resolve
 from labkit.params import SCALES, ParameterError, check_choice, check_seed, runs_root
 from labkit.recording import write_json_atomic
-from labkit.runs import (RunResult, RunSpec, _json_safe, check_params, default_workers,
-                         execute_spec, format_table, load_run, mark_interrupted, run_specs,
-                         summarize, write_summary)
+from labkit.runs import (RunResult, RunSpec, Terminated, _json_safe, check_params,
+                         default_workers, execute_spec, format_table, load_run,
+                         mark_interrupted, run_specs, summarize, write_summary)
 
 __all__ = ["EXECUTORS", "RAY_REQUIREMENT", "Cell", "Sweep", "SweepInterrupted", "expand_grid",
            "setting_name", "run_sweep", "sweep_figure", "figure_x", "write_figure",
@@ -180,11 +180,13 @@ class Sweep:
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep: finished cells are kept and aggregated in ``sweep``."""
+    """Ctrl-C (or SIGTERM: ``terminated``) during a sweep: finished cells are kept and
+    aggregated in ``sweep``."""
 
-    def __init__(self, sweep: Sweep):
-        super().__init__("sweep interrupted")
+    def __init__(self, sweep: Sweep, terminated: bool = False):
+        super().__init__("sweep terminated" if terminated else "sweep interrupted")
         self.sweep = sweep
+        self.terminated = terminated
 
 
 # ---------------------------------------------------------------------------- ray
@@ -479,14 +481,14 @@ def run_sweep(notebook, scale="workshop", seeds=(0,), grid=None, *, out=None,
             elif todo:
                 _run_ray(todo, specs, nb, scale, address=address, workers=workers,
                          on_result=on_result)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             sweep.interrupted = True
             for c, spec in zip(todo, specs):
                 if c.status == "pending":
                     c.status = "interrupted"
                     mark_interrupted(spec)   # a run.json left saying "running"
             _aggregate(sweep, meta, wall=time.time() - t0)
-            raise SweepInterrupted(sweep) from None
+            raise SweepInterrupted(sweep, terminated=isinstance(stop, Terminated)) from None
         _aggregate(sweep, meta, wall=time.time() - t0)
         return sweep
 
