@@ -12,6 +12,8 @@ _EXPORTS = {
     "ParameterError": "labkit.params",
     "record": "labkit.recording",
     "results": "labkit.recording",
+    "record_time": "labkit.recording",
+    "verdict": "labkit.verdicts",
     "LivePlot": "labkit.live",
     "load_policy": "labkit.policy",
 }
