@@ -38,7 +38,12 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6,
 
 
 def drgrpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Dr. GRPO (Liu et al., 2025): A_i = r_i - mean(r); no std, which up-weights easy/hard groups' bias."""
+    """Dr. GRPO (Liu et al., 2025, "Understanding R1-Zero-Like Training"): A_i = r_i - mean(r).
+
+    GRPO's division by the group's std gives groups that are nearly all right or all wrong (small
+    std) larger advantages: a per-question difficulty bias. Dr. GRPO drops it; its other half is
+    the length-unbiased loss, `loss_agg="seq-mean-token-sum-norm"`, which sums each completion's
+    tokens and divides by a constant (the maximum completion length), not by |o_i|."""
     r = _groups(rewards, group_size)
     return (r - r.mean(dim=1, keepdim=True)).view(-1)
 
@@ -114,12 +119,16 @@ def ppo_clip_loss(tb: TokenBatch, cfg: LossConfig):
     return add_regularisers(loss, tb, cfg, metrics), metrics
 
 
-def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, max_len: int | None = None) -> torch.Tensor:
     """Reduce per-token losses to a scalar.
 
     token-mean:               sum_{i,t} l_it / sum_{i,t} m_it       (DAPO; long answers weigh more)
     seq-mean-token-mean:      mean_i (sum_t l_it / sum_t m_it)      (original GRPO)
-    seq-mean-token-sum-norm:  sum_{i,t} l_it / (B * T)              (Dr. GRPO; no length bias)
+    seq-mean-token-sum-norm:  sum_{i,t} l_it / (B * L_max)          (Dr. GRPO; no length bias)
+
+    Dr. GRPO's L_max is a constant, the maximum completion length (`max_len`, the sampler's
+    max_new_tokens), as in the authors' code: the padded width of a batch would change the
+    step size with the longest completion that happened to be sampled.
     """
     loss = loss * mask
     if mode == "token-mean":
@@ -127,7 +136,11 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor
     if mode == "seq-mean-token-mean":
         return (loss.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
     if mode == "seq-mean-token-sum-norm":
-        return loss.sum() / (mask.shape[0] * mask.shape[1])
+        if max_len is None or max_len < mask.shape[1]:
+            raise ValueError(f"seq-mean-token-sum-norm needs max_len, the maximum completion length (a constant "
+                             f">= the batch's width {mask.shape[1]}); got {max_len!r}")
+        # L_Dr.GRPO = 1/(B * L_max) * sum_i sum_t l_it
+        return loss.sum() / (mask.shape[0] * max_len)
     raise ValueError(f"unknown loss_agg {mode!r}; accepted: token-mean, seq-mean-token-mean, seq-mean-token-sum-norm")
 
 
@@ -161,7 +174,7 @@ class RLConfig:
             if not ok:
                 raise ValueError(f"RLConfig.{name} out of range: {getattr(self, name)!r}")
         if self.loss.loss_agg not in LOSS_AGG_MODES:
-            aggregate(torch.zeros(1, 1), torch.ones(1, 1), self.loss.loss_agg)  # raises the one-line error
+            aggregate(torch.zeros(1, 1), torch.ones(1, 1), self.loss.loss_agg, 1)  # raises the one-line error
 
 
 def update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Rollout, advantages: torch.Tensor,
@@ -170,7 +183,7 @@ def update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Rollout, adv
     ref_logp = None
     if ref_model is not None and cfg.loss.kl_coef:
         with torch.no_grad():
-            ref_logp = completion_logprobs(ref_model, batch)
+            ref_logp = completion_logprobs(ref_model, batch, temperature=cfg.temperature)
     return optimise(policy.model, optimizer, batch, advantages, cfg, loss_fn, ref_logp)
 
 
@@ -179,9 +192,10 @@ def optimise(model, optimizer: torch.optim.Optimizer, batch, advantages: torch.T
              logprobs_fn: Callable = completion_logprobs, select: Callable = None) -> dict:
     """cfg.epochs x cfg.minibatches optimizer steps of the per-token loss on `batch`.
 
-    logprobs_fn(model, part, with_entropy=True) scores a minibatch and select(batch, index) takes
-    its rows: the defaults serve text rollouts; an image-prefixed batch brings its own
-    (labkit.vision.rollout.vlm_update)."""
+    logprobs_fn(model, part, with_entropy=True, temperature=T) scores a minibatch under the
+    distribution it was sampled from (logits / T, as the sampler drew them) and select(batch,
+    index) takes its rows: the defaults serve text rollouts; an image-prefixed batch brings its
+    own (labkit.vision.rollout.vlm_update)."""
     select = select or subset
     model.train()
     token_adv = advantages[:, None].expand_as(batch.completion_mask).to(batch.logprobs)
@@ -190,12 +204,12 @@ def optimise(model, optimizer: torch.optim.Optimizer, batch, advantages: torch.T
         order = torch.randperm(len(batch), device=batch.input_ids.device)
         for chunk in order.chunk(cfg.minibatches):
             part = select(batch, chunk)
-            logp, entropy = logprobs_fn(model, part, with_entropy=True)
+            logp, entropy = logprobs_fn(model, part, with_entropy=True, temperature=cfg.temperature)
             tb = TokenBatch(logp=logp, old_logp=part.logprobs, advantages=token_adv[chunk],
                             mask=part.completion_mask, entropy=entropy,
                             ref_logp=None if ref_logp is None else ref_logp[chunk])
             token_loss, metrics = loss_fn(tb, cfg.loss)
-            loss = aggregate(token_loss, part.completion_mask, cfg.loss.loss_agg)
+            loss = aggregate(token_loss, part.completion_mask, cfg.loss.loss_agg, cfg.max_new_tokens)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

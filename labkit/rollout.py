@@ -230,9 +230,13 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
                    [q for p in parts for q in p.prompts], torch.cat([p.finished for p in parts]))
 
 
-def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share_prompts: bool = True):
+def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share_prompts: bool = True,
+                        temperature: float = 1.0):
     """Per-token log-probabilities (and entropies) of the completion tokens under `model`,
     recomputed with gradients in one forward pass over prompt + completion.
+
+    temperature: score under softmax(logits / T), the distribution `rollout` sampled from at
+    temperature T, so that the PPO ratio pi_theta / pi_old starts at 1 (TRL and verl do the same).
 
     share_prompts: when groups repeat prompts, each distinct prompt is computed once and its KV
     cache shared by its rows (`labkit.lean.shared_prompt_logprobs`; same values and gradients)."""
@@ -243,10 +247,17 @@ def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share
             logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids_for(mask)).logits
         # the logits at position t predict token t + 1
         logits = logits[:, batch.prompt_len - 1:-1]
-    logits = logits.float()
-    logp_all = F.log_softmax(logits, dim=-1)
+    logp_all = F.log_softmax(logits.float() / check_scoring_temperature(temperature), dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
     if not with_entropy:
         return logp
     entropy = entropy_of(logp_all)
     return logp, entropy
+
+
+def check_scoring_temperature(temperature: float) -> float:
+    """A temperature to score under: > 0 (greedy decoding, T = 0, has no log-probabilities to match)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0 \
+            or temperature == float("inf"):
+        raise ValueError(f"temperature for scoring must be a finite number > 0; got {temperature!r}")
+    return float(temperature)

@@ -114,3 +114,19 @@ def test_skipping_uninformative_groups_updates_only_informative_rows():
         assert rows == informative == r.metrics["rows_updated"]
     assert len(seen) == sum(1 for r in results if r.metrics["rows_updated"])
     assert any(r.metrics["rows_updated"] < 16 for r in results)  # the filter did drop groups
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.5])
+def test_the_update_scores_at_the_sampling_temperature(temperature):
+    """On the first minibatch of the first epoch the policy being updated is the one that sampled:
+    pi_theta / pi_old = 1 on every token, at any sampling temperature."""
+    first_ratio_gap = []
+
+    def spy_loss(tb, cfg):
+        if not first_ratio_gap:
+            first_ratio_gap.append(((tb.logp - tb.old_logp) * tb.mask).abs().max().item())
+        return ppo_clip_loss(tb, cfg)
+
+    cfg = RLConfig(group_size=4, max_new_tokens=8, temperature=temperature)
+    run_steps(seed=0, steps=1, cfg=cfg, loss_fn=spy_loss)
+    assert first_ratio_gap[0] < 1e-4

@@ -79,9 +79,24 @@ def test_aggregation_modes_by_hand():
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
     assert aggregate(loss, mask, "token-mean").item() == pytest.approx(10 / 4)
     assert aggregate(loss, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
-    assert aggregate(loss, mask, "seq-mean-token-sum-norm").item() == pytest.approx(10 / 6)
+    assert aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=3).item() == pytest.approx(10 / 6)
     with pytest.raises(ValueError, match="accepted: token-mean"):
         aggregate(loss, mask, "mean")
+
+
+def test_drgrpo_normaliser_is_the_max_length_not_the_batch_width():
+    """Dr. GRPO divides by B * L_max, a constant: the same completions give the same loss however
+    wide the padded batch happens to be (the batch width used to be the divisor)."""
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    wider_loss, wider_mask = (torch.nn.functional.pad(x, (0, 5)) for x in (loss, mask))
+    narrow = aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=16)
+    wide = aggregate(wider_loss, wider_mask, "seq-mean-token-sum-norm", max_len=16)
+    assert narrow.item() == pytest.approx(10 / (2 * 16)) and wide.item() == pytest.approx(narrow.item())
+    with pytest.raises(ValueError, match="needs max_len"):
+        aggregate(loss, mask, "seq-mean-token-sum-norm")
+    with pytest.raises(ValueError, match="needs max_len"):
+        aggregate(loss, mask, "seq-mean-token-sum-norm", max_len=2)  # narrower than the batch: not a maximum
 
 
 @pytest.mark.parametrize("bad", [dict(group_size=1), dict(max_new_tokens=0), dict(epochs=0), dict(top_p=1.5),

@@ -57,6 +57,26 @@ def test_logprobs_entropies_and_masks_are_consistent(policy):
     assert [len(t) for t in batch.completions] == plain  # one character per non-special token
 
 
+@pytest.mark.parametrize("temperature", [0.5, 1.7])
+def test_scoring_at_the_sampling_temperature_matches_the_sampler(policy, temperature):
+    """At temperature T the sampler draws from softmax(logits / T) and logs those log-probs: the
+    update must score under the same distribution, or the PPO ratio starts away from 1."""
+    batch = rollout(policy, PROMPTS, max_new_tokens=8, temperature=temperature,
+                    generator=torch.Generator().manual_seed(3))
+    mask = batch.completion_mask
+    tempered = completion_logprobs(policy.model, batch, temperature=temperature)
+    assert torch.allclose(tempered * mask, batch.logprobs, atol=1e-4)
+    untempered = completion_logprobs(policy.model, batch)
+    assert not torch.allclose(untempered * mask, batch.logprobs, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "1"])
+def test_scoring_temperature_must_be_positive_and_finite(policy, bad):
+    batch = rollout(policy, PROMPTS[:1], max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="temperature for scoring"):
+        completion_logprobs(policy.model, batch, temperature=bad)
+
+
 def test_same_seed_same_rollout_and_greedy_is_deterministic(policy):
     a = rollout(policy, PROMPTS, 8, generator=torch.Generator().manual_seed(7))
     b = rollout(policy, PROMPTS, 8, generator=torch.Generator().manual_seed(7))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from labkit.rl import RLConfig, optimise, ppo_clip_loss
-from labkit.rollout import Rollout, autocast, cache_keyword, draw, entropy_of
+from labkit.rollout import Rollout, autocast, cache_keyword, check_scoring_temperature, draw, entropy_of
 
 
 @dataclass
@@ -101,16 +101,16 @@ def vlm_rollout(model, tokenizer, prompts: list[str], pixel_values: torch.Tensor
                          prompt_len, completion_mask, logprobs, entropies, texts, list(prompts), finished, images)
 
 
-def vlm_completion_logprobs(model, batch: VisionRollout, with_entropy: bool = False):
+def vlm_completion_logprobs(model, batch: VisionRollout, with_entropy: bool = False, temperature: float = 1.0):
     """Per-token log-probs (and entropies) of the completion tokens, with gradients, in one forward
-    pass over [image prefix | prompt | completion]."""
+    pass over [image prefix | prompt | completion], under softmax(logits / temperature)."""
     k = _prefix_len(model, batch.pixel_values)
     with autocast(batch.input_ids.device):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                        pixel_values=batch.pixel_values,
                        position_ids=None if k else (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)).logits
     logits = logits[:, k + batch.prompt_len - 1:-1].float()  # the logits at position t predict token t + 1
-    logp_all = F.log_softmax(logits, dim=-1)
+    logp_all = F.log_softmax(logits / check_scoring_temperature(temperature), dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids[..., None]).squeeze(-1)
     return (logp, entropy_of(logp_all)) if with_entropy else logp
 
