@@ -4,7 +4,7 @@
     labkit run NOTEBOOK [--scale S] [--seed N ...] [-p KEY VALUE ...] [--out DIR] [--workers N]
     labkit sweep NOTEBOOK [--scale S] [--seed N ...] [-p KEY V1 V2 ...] [--metric NAME]
                  [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
-    labkit results PATH [--json]
+    labkit results PATH [--json]   (PATH may be the --out directory that holds one run)
     labkit pretrain ...      (labkit.policy.pretrain)
     labkit bench ...         (labkit.bench)
 
@@ -18,11 +18,13 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
+import tempfile
 from importlib import import_module
 from pathlib import Path
 
-from labkit.params import ParameterError
+from labkit.params import ParameterError, check_timeout, is_finite_value
 from labkit.runs import Terminated, sigterm_as_interrupt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -34,7 +36,14 @@ class _Usage(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump)."""
+    """argparse with one-line errors (no usage dump). A value such as ``-3e-4`` or ``-inf``
+    after ``-p KEY`` is a value, not an option (plain argparse only knows ``-3`` and ``-.5``),
+    so that it reaches the checks that say what is accepted."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(
+            r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
     def error(self, message):
         raise _Usage(f"{self.prog}: {message} (see {self.prog} --help)")
@@ -44,12 +53,53 @@ def _err(msg: str) -> None:
     print(f"error: {' '.join(str(msg).split())}", file=sys.stderr)
 
 
-def _parse_value(text: str):
-    """``-p KEY VALUE``: JSON when it parses (numbers, true/false/null, lists), else the string."""
+_NONFINITE_WORDS = {f"{sign}{word}" for sign in ("", "+", "-")
+                    for word in ("nan", "inf", "infinity")}
+
+
+def _parse_value(text: str, what: str = "value"):
+    """``-p KEY VALUE``: JSON when it parses (numbers, true/false/null, lists), else the string.
+
+    NaN and infinities (``nan``, ``inf``, JSON's ``NaN``/``Infinity``, ``1e999``, inside lists
+    too) are refused here: no knob takes them, and only the kernel would notice otherwise."""
+    refused = ParameterError(f"{what}: {text} is not a finite value; accepted: finite numbers "
+                             f"(50, 3e-4), true/false, null, strings, JSON lists")
+    if text.strip().lower() in _NONFINITE_WORDS:
+        raise refused
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
         return text
+    if not is_finite_value(value):
+        raise refused
+    return value
+
+
+def _check_out(text: str) -> Path:
+    """``--out``: a directory that exists or can be made, and that we may write in; checked
+    before any kernel starts, rather than failing inside the run."""
+    path = Path(text).expanduser()
+    accepted = "accepted: a writable directory, existing or new"
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"--out {text} is a file, not a directory; {accepted}")
+    base = path
+    while not base.exists() and base != base.parent:   # the first part that exists
+        base = base.parent
+    if not base.is_dir():
+        raise ParameterError(f"--out {text} is under {base}, which is a file; {accepted}")
+    try:
+        tempfile.TemporaryDirectory(prefix=".labkit-probe-", dir=base).cleanup()
+    except OSError as e:
+        raise ParameterError(f"--out {text}: cannot write in {base} ({e.strerror or e}); "
+                             f"{accepted}") from None
+    return path
+
+
+def _usage_failure(error_names) -> bool:
+    """Every failed run stopped on the notebook's own check of a parameter."""
+    from labkit.runs import USAGE_ERRORS
+
+    return all(name in USAGE_ERRORS for name in error_names)
 
 
 # ---------------------------------------------------------------------------- list
@@ -117,17 +167,18 @@ def cmd_run(args) -> int:
 
     nb = resolve(args.notebook)
     check_choice("scale", args.scale, SCALES)
-    seeds = [check_seed(_parse_value(s)) for s in (args.seed or ["0"])]
+    seeds = [check_seed(_parse_value(s, "--seed")) for s in (args.seed or ["0"])]
     params = {}
     for key, value in args.param or []:
-        params[key] = _parse_value(value)
+        params[key] = _parse_value(value, f"-p {key}")
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"workers must be an integer >= 1; got {args.workers}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise ParameterError(f"timeout must be a number > 0; got {args.timeout}")
+    check_timeout(args.timeout)
     from labkit.runs import check_params
 
     params = check_params(nb, params)
+    if args.out is not None:
+        _check_out(args.out)
     print(f"running {nb.stem} at scale {args.scale}, seed{'s' if len(seeds) > 1 else ''} "
           f"{' '.join(map(str, seeds))}" + (f", {params}" if params else ""), flush=True)
 
@@ -141,7 +192,7 @@ def cmd_run(args) -> int:
         if not r.ok:
             print(f"run directory: {r.run_dir}", flush=True)
             _err(f"{nb.stem} failed: {r.error}; see {r.notebook_out}")
-            return EXIT_USAGE if r.error_name == "ParameterError" else EXIT_FAILED
+            return EXIT_USAGE if _usage_failure([r.error_name]) else EXIT_FAILED
         print(f"run directory: {r.run_dir}")
         return EXIT_OK
 
@@ -159,7 +210,7 @@ def cmd_run(args) -> int:
         _err(f"{nb.stem} seed {r.seed} failed: {r.error}; see {r.notebook_out}")
     print(f"run directory: {g.dir}")
     if failed:
-        return EXIT_USAGE if all(r.error_name == "ParameterError" for r in failed) else EXIT_FAILED
+        return EXIT_USAGE if _usage_failure(r.error_name for r in failed) else EXIT_FAILED
     return EXIT_OK
 
 
@@ -177,19 +228,20 @@ def cmd_sweep(args) -> int:
 
     from labkit.sweep import SweepInterrupted, figure_x, run_sweep
 
-    seeds = [_parse_value(x) for x in (args.seed or ["0"])]
+    seeds = [_parse_value(x, "--seed") for x in (args.seed or ["0"])]
     grid = []
     for item in args.param or []:
         key, values = item[0], item[1:]
         if not values:
             raise ParameterError(f"-p {key}: give at least one value")
-        grid.append((key, [_parse_value(v) for v in values]))
+        grid.append((key, [_parse_value(v, f"-p {key}") for v in values]))
     if len({k for k, _ in grid}) != len(grid):
         dup = next(k for i, (k, _) in enumerate(grid) if k in [x for x, _ in grid[:i]])
         raise ParameterError(f"parameter {dup} is given twice; give all its values after "
                              f"one -p {dup}")
-    if args.timeout is not None and not args.timeout > 0:
-        raise ParameterError(f"timeout must be a number > 0; got {args.timeout}")
+    check_timeout(args.timeout)
+    if args.out is not None:
+        _check_out(args.out)
     state = {"n": 0, "total": 0}
 
     def event(kind, cell, info):
@@ -245,6 +297,8 @@ def cmd_sweep(args) -> int:
     print(f"{len(sw.cells)} cells in {wall:.1f}s; summary: {sw.dir / 'summary.csv'}")
     print(f"sweep directory: {sw.dir}")
     if sw.failed:
+        # a cell's ValueError is one failing cell of the grid; a ParameterError in every
+        # cell is input that no cell accepts
         return EXIT_USAGE if all(c.result.error_name == "ParameterError"
                                  for c in sw.failed) else EXIT_FAILED
     return EXIT_USAGE if sw.problems else EXIT_OK
@@ -252,23 +306,44 @@ def cmd_sweep(args) -> int:
 
 # ---------------------------------------------------------------------------- results
 
+_RUN_FILES = ("results.json", "run.json", "summary.json")
+
+
+def _holds_run(d: Path) -> bool:
+    return d.is_dir() and not d.name.startswith(".") and any((d / f).exists()
+                                                             for f in _RUN_FILES)
+
+
+def _the_run_in(path: Path) -> Path:
+    """``labkit results DIR`` where DIR is a ``--out`` directory: the one run (or group of
+    seeds, or sweep) inside it. Several: a one-line error listing them."""
+    if not path.is_dir() or _holds_run(path) or any(path.glob("*.ipynb")):
+        return path
+    inside = sorted(d for d in path.iterdir() if _holds_run(d))
+    if len(inside) > 1:
+        names = ", ".join(d.name for d in inside[:8]) + (", ..." if len(inside) > 8 else "")
+        raise ParameterError(f"{path} holds {len(inside)} runs ({names}); accepted: one run "
+                             f"directory, e.g. labkit results {inside[-1]}")
+    return inside[0] if inside else path
+
+
 def cmd_results(args) -> int:
-    from labkit.recording import results
+    from labkit.recording import read_timings, results
     from labkit.runs import format_table, load_summary
 
     path = Path(args.path)
     if not path.exists():
         raise ParameterError(f"no such notebook or run directory: {path}")
-    if path.is_dir() and (path / "summary.json").exists():
-        doc = load_summary(path)
-        if args.json:
-            print(json.dumps(doc, indent=1))
-        else:
-            print(format_table(doc.get("summary", []), by=doc.get("by", [])))
-        return EXIT_OK
     try:
+        path = _the_run_in(path)
+        if path.is_dir() and (path / "summary.json").exists():
+            doc = load_summary(path)
+            print(json.dumps(doc, indent=1) if args.json else
+                  format_table(doc.get("summary", []), by=doc.get("by", [])))
+            return EXIT_OK
         values = results(path, decode=not args.json)
-    except (FileNotFoundError, ValueError) as e:
+        timings = read_timings(path) if path.is_dir() else {}
+    except (OSError, ValueError) as e:   # missing, unreadable or malformed files
         raise ParameterError(str(e)) from None
     if args.json:
         print(json.dumps(values, indent=1))
@@ -278,6 +353,11 @@ def cmd_results(args) -> int:
     width = max([len(k) for k in values] + [1])
     for k, v in values.items():
         print(f"{k.ljust(width)}  {_show(v)}")
+    if timings:   # wall times: apart from the results, which they never join
+        print("\ntimings (labkit.record_time)")
+        width = max(len(k) for k in timings)
+        for k, v in timings.items():
+            print(f"{k.ljust(width)}  {_show(v)}")
     return EXIT_OK
 
 
@@ -319,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default runs/<NN_name>/, or $LABKIT_RUNS_ROOT/<NN_name>/)")
     p.add_argument("--workers", type=int, help="parallel processes for several seeds "
                    "(default: one per CPU)")
-    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell (a number "
+                   "> 0; fractions count)")
 
     p = sub.add_parser("sweep", help="a grid of seeds x parameter values: one run per cell, "
                                      "aggregated (mean ± std) with a figure; resumable")
@@ -341,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the CPU count, default one per CPU; ray: default all)")
     p.add_argument("--out", metavar="DIR", help="the sweep directory (default "
                    "runs/<NN_name>/sweep-<scale>-<keys>); the same directory resumes")
-    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell (a number "
+                   "> 0; fractions count)")
 
     p = sub.add_parser("results", help="recorded values of an executed notebook or run directory")
     p.add_argument("path")

@@ -26,6 +26,7 @@ README_END = "<!-- notebooks:end -->"
 REQUIRED_PARAMETERS = ("scale", "seed", "device")
 
 __all__ = ["NotebookInfo", "UnknownNotebook", "notebooks_dir", "discover", "info", "resolve",
+           "missing_records",
            "check_notebook", "parameters_cell", "table_markdown", "update_readme"]
 
 
@@ -127,6 +128,12 @@ def resolve(spec, root=None) -> NotebookInfo:
     where = root if root is not None else notebooks_dir()
     raise UnknownNotebook(f"unknown notebook {spec_s!r}; accepted: a path to an .ipynb file "
                           f"(no notebooks found in {where})")
+
+
+def missing_records(declared, recorded) -> list[str]:
+    """The names in ``declared`` (metadata ``labkit.records``) that ``recorded`` lacks, in
+    declared order. A name matches exactly, as tests/test_notebooks.py checks it."""
+    return [name for name in declared if name not in recorded]
 
 
 # ---------------------------------------------------------------------------- hygiene

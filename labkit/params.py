@@ -36,7 +36,7 @@ SCALES = ("smoke", "workshop", "gpu")
 
 __all__ = [
     "SCALES", "ParameterError", "Run", "setup", "current_run",
-    "check_int", "check_float", "check_choice", "check_bool",
+    "check_int", "check_float", "check_choice", "check_bool", "check_timeout", "is_finite_value",
     "resolve_device", "available_devices", "runs_root", "new_run_dir",
 ]
 
@@ -136,6 +136,23 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise ParameterError(f"{name} must be True or False; got {_fmt(value)}")
     return value
+
+
+def check_timeout(value) -> float | None:
+    """Seconds allowed per notebook cell: None (no limit) or a finite number > 0; fractions
+    are honoured (``1.5`` waits a second and a half)."""
+    return None if value is None else check_float("timeout", value, gt=0)
+
+
+def is_finite_value(value) -> bool:
+    """False when ``value`` is, or contains (in lists and dicts), a NaN or infinite float."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(is_finite_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(is_finite_value(v) for v in value.values())
+    return True
 
 
 def check_seed(seed) -> int:
@@ -319,6 +336,7 @@ class Run:
         self.device = device
         self.dir = Path(dir)
         self.results: dict = {}
+        self.timings: dict = {}   # labkit.record_time: wall times, kept out of results
         self._t0 = time.time()
         self._metrics = None
         self._last_sync = 0.0

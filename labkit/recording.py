@@ -10,6 +10,10 @@ Values: numbers, bools, strings, lists and dicts of those, numpy/torch scalars a
 (converted to plain JSON). JSON has no NaN and scrapbook's schema forbids a null value, so a
 non-finite float is stored as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (with a
 warning) and :func:`results` turns those strings back into floats. ``None`` is rejected.
+
+Wall times are not results: the same seed must give a byte-identical ``results.json``.
+``record_time(name, seconds)`` keeps them in ``<run dir>/timings.json`` (atomically, like
+results.json); ``labkit run`` copies them into run.json under ``"timings"``.
 """
 from __future__ import annotations
 
@@ -20,14 +24,15 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from labkit.params import current_run, jsonable
+from labkit.params import check_float, current_run, jsonable
 
 MIMETYPE = "application/scrapbook.scrap.json+json"
 _SCRAP_PREFIX = "application/scrapbook.scrap."
 _PAPERMILL_RECORD = "application/papermill.record+json"
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
-__all__ = ["record", "results", "MIMETYPE", "active_run_dir", "read_notebook_records"]
+__all__ = ["record", "record_time", "results", "read_timings", "read_json_object", "MIMETYPE",
+           "active_run_dir", "read_notebook_records"]
 
 
 def active_run_dir() -> Path | None:
@@ -80,6 +85,35 @@ def write_json_atomic(path: Path, obj) -> None:
         raise
 
 
+def read_json_object(path, what: str) -> dict:
+    """The JSON object in ``path``, or a one-line ValueError that names the file, what is
+    wrong with it and what it should hold (``what``, e.g. "recorded values")."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:   # invalid JSON, or not UTF-8
+        raise ValueError(f"{path} is not valid JSON ({' '.join(str(e).split())}); expected "
+                         f"{what} as a JSON object") from None
+    if not isinstance(data, dict):
+        kind = {list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
+            type(data), "a number")
+        raise ValueError(f"{path} holds {kind}, not a JSON object; expected {what} as a JSON "
+                         f"object")
+    return data
+
+
+def _store(path: Path, name: str, data) -> None:
+    """Set ``name`` in the JSON object at ``path`` (read, update, write atomically)."""
+    stored = {}
+    if path.exists():
+        try:
+            stored = read_json_object(path, "values")
+        except (OSError, ValueError):
+            stored = {}
+    stored[name] = data
+    write_json_atomic(path, stored)
+
+
 def record(name: str, value):
     """Record ``value`` under ``name``: a scrapbook output in the notebook, and
     ``results.json`` in the run directory. Returns None (so a notebook's last line
@@ -112,16 +146,47 @@ def record(name: str, value):
         run.results[name] = data
     run_dir = active_run_dir()
     if run_dir is not None:
-        path = run_dir / "results.json"
-        stored = {}
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except (OSError, ValueError):
-                stored = {}
-        stored[name] = data
-        write_json_atomic(path, stored)
+        _store(run_dir / "results.json", name, data)
     return None
+
+
+def record_time(name: str, seconds) -> None:
+    """Keep a wall time under ``name`` in ``<run dir>/timings.json``, never in results.json
+    (timings differ between runs of the same seed; recorded values must not). ``seconds`` is
+    a finite number >= 0 (the name may say another unit: ``train_minutes``). ``labkit run``
+    copies the timings into run.json; ``labkit results`` shows them apart."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"record_time: name must be a non-empty string; got {name!r}")
+    value = check_float(f"record_time({name!r}, ...): the time", seconds, min=0)
+    run = current_run()
+    if run is not None:
+        run.timings[name] = value
+    run_dir = active_run_dir()
+    if run_dir is not None:
+        _store(run_dir / "timings.json", name, value)
+    return None
+
+
+def read_timings(run_dir) -> dict:
+    """A run directory's timings: run.json's ``"timings"``, else timings.json, else {}.
+    Raises a one-line ValueError for a malformed file."""
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        info = read_json_object(run_dir / "run.json", "what ran (notebook, scale, status)")
+        if info.get("timings") is not None:
+            timings = info["timings"]
+            if not isinstance(timings, dict):
+                raise ValueError(f"{run_dir / 'run.json'}: timings is not a JSON object; "
+                                 f"expected names and seconds")
+            return timings
+    if (run_dir / "timings.json").exists():
+        return read_json_object(run_dir / "timings.json", "timings (names and seconds)")
+    return {}
+
+
+def _dicts(items) -> list:
+    """The dicts in ``items`` (a malformed notebook's odd entries are skipped)."""
+    return [x for x in items if isinstance(x, dict)] if isinstance(items, list) else []
 
 
 def read_notebook_records(nb) -> dict:
@@ -129,12 +194,12 @@ def read_notebook_records(nb) -> dict:
     order; a later record of the same name wins. Reads scrapbook json scraps and legacy
     ``papermill.record`` outputs."""
     if isinstance(nb, (str, Path)):
-        with open(nb, encoding="utf-8") as f:
-            nb = json.load(f)
+        nb = read_json_object(nb, "a notebook")
     out = {}
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            for mime, payload in (output.get("data") or {}).items():
+    for cell in _dicts(nb.get("cells")):
+        for output in _dicts(cell.get("outputs")):
+            data = output.get("data")
+            for mime, payload in (data.items() if isinstance(data, dict) else ()):
                 if mime.startswith(_SCRAP_PREFIX) and isinstance(payload, dict):
                     if payload.get("encoder", "json") == "json" and "name" in payload:
                         out[payload["name"]] = payload.get("data")
@@ -164,7 +229,7 @@ def results(path=None, *, decode: bool = True) -> dict:
                                     f"labkit.runs.load_summary, or one run's results from a "
                                     f"subdirectory")
         if rj.exists():
-            data = json.loads(rj.read_text())
+            data = read_json_object(rj, "recorded values")
         else:
             nbs = sorted(p for p in path.glob("*.ipynb") if not p.name.startswith("."))
             if len(nbs) != 1:
@@ -175,7 +240,7 @@ def results(path=None, *, decode: bool = True) -> dict:
     elif path.suffix == ".ipynb":
         data = read_notebook_records(path)
     elif path.suffix == ".json":
-        data = json.loads(path.read_text())
+        data = read_json_object(path, "recorded values")
     else:
         raise ValueError(f"expected an .ipynb file or a run directory; got {path}")
     return _decode(data) if decode else data

@@ -6,16 +6,24 @@ in its own directory::
     <run dir>/
       NN_name.ipynb   the executed notebook (saved after every cell)
       run.json        notebook, scale, seed, params, status (running|ok|failed|interrupted),
-                      error, duration
+                      error, duration, timings (copied from timings.json at the end)
       setup.json      what labkit.setup resolved (device, versions)
       metrics.jsonl   run.log(...) rows, flushed every step
-      results.json    labkit.record(...) values, written atomically
+      results.json    labkit.record(...) values, written atomically; the same seed gives the
+                      same bytes, so wall times never go there, but to
+      timings.json    labkit.record_time(...) values (seconds), written atomically
       kernel.log      the kernel process's own output (a crash's last words); cells' output
                       is in the notebook
 
 The kernel gets ``LABKIT_RUN_DIR`` (so ``labkit.setup`` uses that directory) and
 ``LABKIT_LIVE=0`` (headless figures), runs with the notebook's directory as cwd, and the
 caller's environment is never modified.
+
+A run that ends without recording every name its notebook declares (metadata
+``labkit.records``) is ``failed`` (``MissingRecords``). Ctrl-C, and SIGTERM within
+:func:`sigterm_as_interrupt` (``labkit run``/``sweep``) or in a pool worker, stop a run the
+same way: the kernel is shut down and its connection file removed, run.json says
+``interrupted``.
 
 Several seeds (and parameter grids: :mod:`labkit.sweep`) are *cells* (:class:`RunSpec`),
 executed by :func:`run_specs` in a process pool; :func:`summarize` aggregates the recorded
@@ -45,16 +53,23 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit.notebooks import NotebookInfo, resolve
-from labkit.params import SCALES, ParameterError, check_choice, check_seed, new_run_dir, runs_root
-from labkit.recording import _decode, read_notebook_records, write_json_atomic
+from labkit.notebooks import NotebookInfo, info, missing_records, resolve
+from labkit.params import (SCALES, ParameterError, check_choice, check_seed, check_timeout,
+                           is_finite_value, new_run_dir, runs_root)
+from labkit.recording import (_decode, read_json_object, read_notebook_records,
+                              write_json_atomic)
 
 __all__ = ["RunSpec", "RunResult", "Group", "Terminated", "sigterm_as_interrupt", "execute",
            "execute_seeds", "execute_spec", "run_specs", "load_run", "mark_interrupted",
            "summarize", "format_table", "write_summary", "load_summary",
-           "notebook_parameters", "check_params"]
+           "notebook_parameters", "check_params", "check_param_value"]
 
 _RESERVED = ("scale", "seed")
+# Error names of a notebook that stopped on its own validation of a parameter: bad input
+# (exit code 2), not a failure of the run.
+USAGE_ERRORS = ("ParameterError", "ValueError")
+# Arms ranges are expanded one difficulty at a time; real ones span a few digits.
+MAX_ARMS_RANGE = 1000
 
 
 @dataclass
@@ -164,9 +179,48 @@ def notebook_parameters(notebook) -> dict:
     return {n: defaults.get(n) for n in names}
 
 
+def _is_arms_key(key: str) -> bool:
+    return key == "arms" or key.endswith("_arms")
+
+
+def _check_arms(key: str, spec: str) -> None:
+    """An arms spec (``"add:1-3,sub:2"``), checked here so that a bad one stops before any
+    kernel starts, and an enormous range (``add:1-1000000000``, which ``parse_arms`` would
+    expand in the kernel until memory runs out) is refused without expanding it."""
+    from labkit.tasks import DIFFICULTIES, parse_arms
+
+    for part in spec.split(","):
+        category, _, levels = part.strip().partition(":")
+        low, _, high = levels.partition("-")
+        try:
+            span = int(high or low) - int(low) + 1
+        except ValueError:
+            continue   # parse_arms names what is wrong with it
+        if span > MAX_ARMS_RANGE:
+            valid = DIFFICULTIES.get(category)
+            takes = f" ({category} takes {valid[0]}..{valid[-1]})" if valid else ""
+            raise ParameterError(f"{key}: the range {part.strip()} spans {span} difficulties; "
+                                 f"at most {MAX_ARMS_RANGE} accepted{takes}")
+    try:
+        parse_arms(spec)
+    except ValueError as e:
+        raise ParameterError(f"{key}: {e}") from None
+
+
+def check_param_value(key: str, value) -> None:
+    """What can be known about a ``-p`` value without the notebook: it is finite (no knob
+    takes NaN or infinity) and, for arms, a valid spec of a sensible size."""
+    if not is_finite_value(value):
+        raise ParameterError(f"{key} must be finite; got {value!r}; accepted: finite numbers, "
+                             f"true/false, null, strings, lists of those")
+    if _is_arms_key(key) and isinstance(value, str):
+        _check_arms(key, value)
+
+
 def check_params(notebook, params: dict) -> dict:
     """Reject ``params`` keys that the notebook's parameters cell does not define
-    (one-line ParameterError listing the accepted knobs)."""
+    (one-line ParameterError listing the accepted knobs), and values that no knob takes
+    (:func:`check_param_value`)."""
     params = dict(params or {})
     for k in _RESERVED:
         if k in params:
@@ -177,6 +231,8 @@ def check_params(notebook, params: dict) -> dict:
         stem = notebook.stem if isinstance(notebook, NotebookInfo) else Path(notebook).stem
         accepted = ", ".join(k for k in known if k not in _RESERVED) or "(none)"
         raise ParameterError(f"unknown parameter {unknown[0]!r} for {stem}; accepted: {accepted}")
+    for k, v in params.items():
+        check_param_value(k, v)
     return params
 
 
@@ -250,12 +306,38 @@ def read_results(run_dir: Path, executed_notebook: Path) -> dict:
     """A run's recorded values: results.json, else the executed notebook's records, else {}."""
     try:
         if (run_dir / "results.json").exists():
-            return json.loads((run_dir / "results.json").read_text())
+            return read_json_object(run_dir / "results.json", "recorded values")
         if executed_notebook.is_file():
             return read_notebook_records(executed_notebook)
     except (OSError, ValueError):
         pass
     return {}
+
+
+def _timings(run_dir: Path) -> dict:
+    """What the run kept with labkit.record_time (timings.json), or {}."""
+    try:
+        return read_json_object(run_dir / "timings.json", "timings")
+    except (OSError, ValueError):
+        return {}
+
+
+def _declared_records(nb_path: Path) -> tuple:
+    try:
+        return info(nb_path).records
+    except (OSError, ValueError):
+        return ()
+
+
+def _missing_records_error(nb_path: Path, results: dict) -> str | None:
+    """A run that ended without recording every name its notebook declares failed: its
+    numbers are not all there, whatever the cells said."""
+    missing = missing_records(_declared_records(nb_path), results)
+    if not missing:
+        return None
+    got = ", ".join(sorted(results)) or "nothing"
+    return (f"MissingRecords: {', '.join(missing)} not recorded (declared in metadata "
+            f"labkit.records; recorded: {got})")
 
 
 def execute_spec(spec: RunSpec) -> RunResult:
@@ -290,7 +372,8 @@ def execute_spec(spec: RunSpec) -> RunResult:
             kernel_manager_class=_kernel_manager_class(env, run_dir / "kernel.log", managers),
             progress_bar=False,
             log_output=False, request_save_on_cell_execute=True,
-            execution_timeout=spec.timeout,
+            # nbclient's `timeout` is whole seconds; its timeout_func takes any number
+            timeout_func=None if spec.timeout is None else (lambda cell: spec.timeout),
             # ipykernel warns on every start that loopback TCP is unencrypted; keep errors only
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
@@ -309,13 +392,17 @@ def execute_spec(spec: RunSpec) -> RunResult:
         _settle_tasks()
         _write_run_json(spec, run_dir, status="interrupted", started=started,
                         duration=round(time.time() - t0, 2), error=str(e) or "interrupted",
-                        error_name=type(e).__name__)
+                        error_name=type(e).__name__, timings=_timings(run_dir))
         raise
     duration = time.time() - t0
     results = read_results(run_dir, out_nb)
+    if error is None:
+        error = _missing_records_error(nb_path, results)
+        error_name = "MissingRecords" if error else None
     ok = error is None
     _write_run_json(spec, run_dir, status="ok" if ok else "failed", started=started,
-                    duration=round(duration, 2), error=error, error_name=error_name)
+                    duration=round(duration, 2), error=error, error_name=error_name,
+                    timings=_timings(run_dir))
     return RunResult(spec=spec, run_dir=run_dir, ok=ok, results=_decode(results), error=error,
                      error_name=error_name, duration=duration)
 
@@ -338,6 +425,7 @@ def execute(notebook, scale="workshop", seed=0, params=None, out_dir=None, *, ti
     :class:`RunResult`; ``result.run_dir``, ``result.results``, ``result.ok``/``error``."""
     nb, params = _validate(notebook, scale, params)
     seed = check_seed(seed)
+    timeout = check_timeout(timeout)
     run_dir = new_run_dir(_default_parent(nb, out_dir), label=f"{scale}-seed{seed}")
     spec = RunSpec(notebook=str(nb.path), scale=scale, seed=seed, params=params,
                    run_dir=str(run_dir), timeout=timeout, threads=threads)
@@ -469,6 +557,7 @@ def execute_seeds(notebook, scale="workshop", seeds=(0, 1, 2), params=None, out_
     recorded values (mean ± std) into ``summary.json`` and ``summary.csv``."""
     nb, params = _validate(notebook, scale, params)
     seeds = [check_seed(s) for s in seeds]
+    timeout = check_timeout(timeout)
     if not seeds:
         raise ParameterError("seed: give at least one seed")
     if len(set(seeds)) != len(seeds):
@@ -655,12 +744,29 @@ def write_summary(group_dir, runs, rows, meta=None, by=()):
     os.replace(tmp, group_dir / "summary.csv")
 
 
+_ROW_KEYS = ("name", "n", "mean", "std", "values", "seeds")
+
+
 def load_summary(group_dir) -> dict:
-    """Read ``summary.json`` of a group directory."""
+    """Read ``summary.json`` of a group directory. A file that is not what
+    :func:`write_summary` writes gives a one-line ValueError saying what is wrong."""
     path = Path(group_dir) / "summary.json"
     if not path.exists():
         raise FileNotFoundError(f"{group_dir} has no summary.json")
-    return json.loads(path.read_text())
+    doc = read_json_object(path, "a summary (by, runs, summary rows)")
+    rows, by = doc.get("summary", []), doc.get("by", [])
+    expected = f"expected rows with {', '.join(_ROW_KEYS)} as labkit writes them"
+    if not isinstance(by, list) or not all(isinstance(k, str) for k in by):
+        raise ValueError(f"{path}: 'by' is not a list of parameter names; {expected}")
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: 'summary' is not a list; {expected}")
+    for i, row in enumerate(rows):
+        lacking = [k for k in _ROW_KEYS if k not in row] if isinstance(row, dict) else None
+        if lacking is None or lacking or not isinstance(row["values"], list) \
+                or not isinstance(row["seeds"], list):
+            what = f"lacks {', '.join(lacking)}" if lacking else "is malformed"
+            raise ValueError(f"{path}: summary row {i} {what}; {expected}")
+    return doc
 
 
 def _main():  # pragma: no cover - python -m labkit.runs is an alias of `labkit run`

@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.notebooks import NotebookInfo, resolve
-from labkit.params import SCALES, ParameterError, check_choice, check_seed, runs_root
+from labkit.params import SCALES, ParameterError, check_choice, check_seed, check_timeout, runs_root
 from labkit.recording import write_json_atomic
-from labkit.runs import (RunResult, RunSpec, Terminated, _json_safe, check_params,
-                         default_workers, execute_spec, format_table, load_run,
+from labkit.runs import (RunResult, RunSpec, Terminated, _json_safe, check_param_value,
+                         check_params, default_workers, execute_spec, format_table, load_run,
                          mark_interrupted, run_specs, summarize, write_summary)
 
 __all__ = ["EXECUTORS", "RAY_REQUIREMENT", "Cell", "Sweep", "SweepInterrupted", "expand_grid",
@@ -59,6 +59,9 @@ __all__ = ["EXECUTORS", "RAY_REQUIREMENT", "Cell", "Sweep", "SweepInterrupted", 
            "import_ray"]
 
 EXECUTORS = ("local", "ray")
+# Each cell is a whole notebook execution; a grid beyond this is a typo or a job for several
+# sweeps, and expanding it would only exhaust memory before anything ran.
+MAX_CELLS = 10_000
 RAY_REQUIREMENT = "ray>=2.9"
 RAY_INSTALL_HINT = (f'--executor ray needs Ray, which is not installed here: '
                     f'pip install "{RAY_REQUIREMENT}" (or pip install -e ".[ray]")')
@@ -96,13 +99,14 @@ def _check_grid(grid) -> dict:
         values = list(values)
         if not values:
             raise ParameterError(f"-p {key}: give at least one value")
-        seen = []
+        seen = set()
         for v in values:
+            check_param_value(key, v)
             js = json.dumps(v, sort_keys=True)
             if js in seen:
                 raise ParameterError(f"values of {key} must be distinct; got {_show_value(v)} "
                                      f"twice")
-            seen.append(js)
+            seen.add(js)
         out[key] = values
     return out
 
@@ -118,11 +122,21 @@ def expand_grid(grid: dict, seeds) -> list[tuple[dict, int]]:
     if len(set(seeds)) != len(seeds):
         raise ParameterError(f"seed values must be distinct; got {' '.join(map(str, seeds))}")
     keys = list(grid)
+    _check_size(grid, seeds)
     cells = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, combo))
         cells.extend((dict(params), s) for s in seeds)
     return cells
+
+
+def _check_size(grid: dict, seeds) -> None:
+    """Refuse a grid of more than MAX_CELLS cells, counted without expanding it."""
+    n = math.prod(len(v) for v in grid.values()) * len(seeds)
+    if n > MAX_CELLS:
+        shape = " x ".join([f"{len(v)} {k}" for k, v in grid.items()] + [f"{len(seeds)} seeds"])
+        raise ParameterError(f"the grid has {n:,} cells ({shape}); at most {MAX_CELLS:,} "
+                             f"accepted: sweep fewer values, or split it into several sweeps")
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+\-=,]")
@@ -405,8 +419,7 @@ def run_sweep(notebook, scale="workshop", seeds=(0,), grid=None, *, out=None,
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ParameterError(f"workers must be an integer >= 1; got {workers!r}")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ParameterError(f"timeout must be a number > 0; got {timeout!r}")
+    timeout = check_timeout(timeout)
     if address and executor != "ray":
         raise ParameterError("--address is for --executor ray")
     if metric is not None and (not isinstance(metric, str) or not metric):

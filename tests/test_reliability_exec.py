@@ -189,3 +189,104 @@ def test_sigterm_stops_a_sweep_which_then_resumes(nb, tmp_path, capsys):
     hold.unlink()
     assert main(argv) == 0
     assert "2 cells, 1 already done, 1 to run" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- errors in notebooks
+
+CHECKED = '''import time
+from labkit.params import check_int
+x = check_int("x", x, min=-5)              # a ParameterError below -5
+if x < 0:
+    raise ValueError(f"x must be >= 0; got {x}")
+if x == 99:
+    raise RuntimeError("a bug, not bad input")
+if x == 7:
+    time.sleep(1.8)
+import labkit
+labkit.record("y", x)'''
+
+
+@pytest.mark.parametrize("x, code, fragment", [
+    ("-1", 2, "ValueError: x must be >= 0; got -1"),
+    ("-9", 2, "ParameterError: x must be an integer >= -5; got -9"),
+    ("99", 1, "RuntimeError: a bug, not bad input"),
+])
+def test_a_notebook_that_rejects_its_input_exits_2_with_its_line(tmp_path, capsys, monkeypatch,
+                                                                 x, code, fragment):
+    monkeypatch.setenv("LABKIT_RUNS_ROOT", str(tmp_path / "runs"))
+    nb = make_notebook(tmp_path / "nbs" / "94_checked.ipynb", body=CHECKED)
+    assert main(["run", str(nb), "--scale", "smoke", "-p", "x", x,
+                 "--out", str(tmp_path / "out")]) == code
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and fragment in captured.err, captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_a_fractional_timeout_is_honoured(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RUNS_ROOT", str(tmp_path / "runs"))
+    nb = make_notebook(tmp_path / "nbs" / "94_checked.ipynb", body=CHECKED)
+    # the 1.8 s cell outlasts 1.5 s (rounded up to whole seconds it would not)
+    r = execute(nb, scale="smoke", params={"x": 7}, out_dir=tmp_path / "out", timeout=1.5)
+    assert not r.ok and "timed out" in r.error.lower(), r.error
+    assert json.loads((r.run_dir / "run.json").read_text())["status"] == "failed"
+
+
+# ---------------------------------------------------------------------------- declared records
+
+def test_a_run_missing_a_declared_record_failed(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LABKIT_RUNS_ROOT", str(tmp_path / "runs"))
+    nb = make_notebook(tmp_path / "nbs" / "93_forgetful.ipynb",
+                       body='import labkit\nlabkit.record("y", 1)\nlabkit.record("y_after", 2)',
+                       records=("y", "z", "y_after", "w"))
+    assert main(["run", str(nb), "--scale", "smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "MissingRecords: z, w not recorded (declared in metadata labkit.records; " \
+           "recorded: y, y_after)" in err, err
+    (run_dir,) = (tmp_path / "out").iterdir()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and info["error_name"] == "MissingRecords"
+    assert "z, w not recorded" in info["error"]
+    assert json.loads((run_dir / "results.json").read_text()) == {"y": 1, "y_after": 2}
+
+
+# ---------------------------------------------------------------------------- determinism
+
+SEEDED = [
+    'import random, time\nimport numpy as np, torch\nimport labkit\n'
+    'run = labkit.setup(scale=scale, seed=seed, device="cpu")\nt0 = time.perf_counter()',
+    # a little training: every source of randomness, float arithmetic in torch
+    'w = torch.randn(8, 1, requires_grad=True)\nX = torch.randn(64, 8)\n'
+    'y_true = X @ torch.arange(8.0).unsqueeze(1) + 0.1 * torch.randn(64, 1)\n'
+    'opt = torch.optim.Adam([w], lr=0.05)\nlosses = []\n'
+    'for step in range(30):\n'
+    '    opt.zero_grad()\n'
+    '    loss = ((X @ w - y_true) ** 2).mean()\n'
+    '    loss.backward()\n'
+    '    opt.step()\n'
+    '    losses.append(loss.item())\n'
+    '    run.log(step, {"loss": loss})',
+    'labkit.record("y", losses[-1])\nlabkit.record("curve", losses[::5])\n'
+    'labkit.record("w", w.detach().squeeze(1))\n'
+    'labkit.record("draws", [random.random(), float(np.random.rand()), hash("labkit")])\n'
+    'from labkit.recording import record_time\n'
+    'record_time("train_s", time.perf_counter() - t0)',
+]
+
+
+def test_same_seed_gives_byte_identical_results_and_timings_stay_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RUNS_ROOT", str(tmp_path / "runs"))
+    nb = make_notebook(tmp_path / "nbs" / "92_seeded.ipynb", body=SEEDED,
+                       records=("y", "curve", "w", "draws"))
+    a, b = (execute(nb, scale="smoke", seed=3, out_dir=tmp_path / name, threads=1)
+            for name in ("a", "b"))
+    assert a.ok and b.ok, (a.error, b.error)
+    assert (a.run_dir / "results.json").read_bytes() == (b.run_dir / "results.json").read_bytes()
+    assert set(a.results) == {"y", "curve", "w", "draws"}     # no wall time among them
+    for r in (a, b):
+        timings = json.loads((r.run_dir / "timings.json").read_text())
+        assert list(timings) == ["train_s"] and timings["train_s"] > 0
+        assert json.loads((r.run_dir / "run.json").read_text())["timings"] == timings
+    # another seed: other numbers (the comparison above can fail)
+    c = execute(nb, scale="smoke", seed=4, out_dir=tmp_path / "c", threads=1)
+    assert c.ok and c.results["y"] != a.results["y"]
