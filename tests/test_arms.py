@@ -17,3 +17,16 @@ def test_parse_arms_bad_input_one_line_errors(spec, match):
     with pytest.raises(ValueError, match=match) as error:
         parse_arms(spec)
     assert "\n" not in str(error.value)
+
+
+def test_a_huge_range_is_refused_without_being_built():
+    """From Python or JupyterLab too (not only `labkit run`): the ends are checked first, so a
+    billion-wide range fails at once instead of filling the kernel's memory."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="difficulty 1000000000 out of range for add"):
+        parse_arms("add:1-1000000000")
+    with pytest.raises(ValueError, match="difficulty 0 out of range for add"):
+        parse_arms("add:0-1000000000")
+    assert time.perf_counter() - started < 0.5

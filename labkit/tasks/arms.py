@@ -26,13 +26,19 @@ def parse_arms(spec: str) -> list[Arm]:
         else:
             low, _, high = levels.partition("-")
             try:
-                chosen = list(range(int(low), int(high or low) + 1))
+                low, high = int(low), int(high or low)
             except ValueError:
                 raise ValueError(f"bad difficulty range {levels!r} in arms {spec!r}; write e.g. 'add:1-3'") from None
-            bad = [d for d in chosen if d not in valid] or ([] if chosen else [levels])
+            # check the ends before building the range: 'add:1-1000000000' must not allocate a billion ints
+            bad = [d for d in (low, high) if d not in valid] or ([] if low <= high else [levels])
             if bad:
                 raise ValueError(f"difficulty {bad[0]} out of range for {category} in arms {spec!r}; "
                                  f"accepted: {valid[0]}..{valid[-1]}")
+            chosen = list(range(low, high + 1))  # small now: both ends are valid difficulties
+            gaps = [d for d in chosen if d not in valid]
+            if gaps:
+                raise ValueError(f"difficulty {gaps[0]} out of range for {category} in arms {spec!r}; "
+                                 f"accepted: {', '.join(map(str, valid))}")
         arms.extend((category, d) for d in chosen if (category, d) not in arms)
     return arms
 

@@ -103,10 +103,10 @@ def init_language_model(model, init) -> None:
     path = resolve_checkpoint(init)
     if json.loads((path / "config.json").read_text()).get("model_type") != "llama":
         raise ValueError(f"--init {init}: not a Llama text base; accepted: a base pretrained by `labkit pretrain`")
-    if AutoTokenizer.from_pretrained(path, local_files_only=True).get_vocab() != build_tokenizer().get_vocab():
+    if AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False).get_vocab() != build_tokenizer().get_vocab():
         raise ValueError(f"--init {init}: its tokenizer is not labkit's (build_tokenizer); accepted: a base "
                          "pretrained by `labkit pretrain`")
-    base = LlamaForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    base = LlamaForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32, trust_remote_code=False)
     state = base.state_dict()
     if "lm_head.weight" not in state or base.config.tie_word_embeddings:  # the VLM's head is untied
         state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
