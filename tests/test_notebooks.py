@@ -9,6 +9,7 @@ import pytest
 
 from labkit.notebooks import check_notebook, discover
 from labkit.runs import execute
+from test_effects import claims_of  # tests/ is on sys.path under pytest's default (prepend) import mode
 
 NOTEBOOKS = discover()
 IDS = [nb.stem for nb in NOTEBOOKS]
@@ -54,3 +55,8 @@ def test_smoke_execution(nb, tmp_path):
     for line in metrics.read_text().splitlines():
         assert isinstance(json.loads(line), dict)
     assert r.duration < SMOKE_LIMIT_S, f"{nb.stem} smoke run took {r.duration:.0f}s"
+    # every claim a notebook states (labkit.verdict) is asserted over seeds in the slow suite
+    stated = sorted(name.removeprefix("held/") for name in r.results if name.startswith("held/"))
+    listed = {c.name for c in claims_of(nb.stem[:2])}
+    unlisted = [name for name in stated if name not in listed]
+    assert not unlisted, f"{nb.stem}: verdicts {unlisted} have no Claim in tests/test_effects.py"
