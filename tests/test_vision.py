@@ -7,10 +7,10 @@ import torch
 
 from labkit.policy.loading import resolve_checkpoint
 from labkit.policy.tokenizer import build_tokenizer
-from labkit.rl import RLConfig
+from labkit.rl import LossConfig, RLConfig, k3_kl
 from labkit.vision.evaluate import second_pass
 from labkit.vision.model import TinyVLM, load_vlm, make_vlm
-from labkit.vision.rollout import vlm_completion_logprobs, vlm_rollout, vlm_update
+from labkit.vision.rollout import frozen_copy, vlm_completion_logprobs, vlm_rollout, vlm_update
 from labkit.vision.world import (COLOURS, IMAGE, METHOD_WEIGHTS, answer_from_counts, completion_text,
                                  counterbias_tasks, describe, description_accurate, images_of, make_tasks,
                                  noisy_description, parse_description, render, reward, sample_task, text_only_correct,
@@ -214,6 +214,111 @@ def test_the_second_pass_is_not_trained(tiny):
     assert second_pass(model, tokenizer, tasks[:2], [None, None]) == [False, False]
     with pytest.raises(ValueError, match="one description per task"):
         second_pass(model, tokenizer, tasks, [None])
+
+
+def test_frozen_copy_keeps_the_cold_start_while_the_policy_learns(tiny):
+    """frozen_copy: same outputs, its own parameters, no gradients, eval mode; a frozen reader's second
+    pass stays what it was while the policy it was copied from is trained."""
+    model, tokenizer = _own_copy(tiny)
+    frozen = frozen_copy(model)
+    assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the policy itself is untouched
+    assert not {p.data_ptr() for p in frozen.parameters()} & {p.data_ptr() for p in model.parameters()}
+    tasks = make_tasks(8, 0)
+    descriptions = [t.description for t in tasks]
+    before = second_pass(frozen, tokenizer, tasks, descriptions)
+    assert before == second_pass(model, tokenizer, tasks, descriptions)
+    with torch.no_grad():
+        for p in model.parameters():  # "train" the policy: move every weight
+            p.add_(torch.randn_like(p) * 0.5)
+    assert second_pass(frozen, tokenizer, tasks, descriptions) == before
+    ids = tokenizer([t.question for t in tasks], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert not torch.allclose(model(**ids, pixel_values=images_of(tasks)).logits,
+                                  frozen(**ids, pixel_values=images_of(tasks)).logits)
+
+
+def _own_copy(tiny):
+    """The module's tiny model, copied: these tests move its weights."""
+    import copy
+
+    model, tokenizer = tiny
+    return copy.deepcopy(model).train(), tokenizer
+
+
+def _kl_batch(tiny):
+    model, tokenizer = _own_copy(tiny)
+    tasks = make_tasks(4, 0)
+    batch = vlm_rollout(model, tokenizer, [t.question for t in tasks], images_of(tasks), 6, 1.0,
+                        torch.Generator().manual_seed(2))
+    return model, batch
+
+
+def test_vlm_update_adds_the_k3_kl_to_the_frozen_reference(tiny):
+    """With kl_coef = beta the gradient is that of mean_tokens(PPO-clip + beta * k3(logp, ref_logp)), the
+    reference scored with its image prefix: a policy that differs from it only in the projector (the
+    image path) already has KL > 0. At the start (policy = reference) the KL is 0."""
+    model, batch = _kl_batch(tiny)
+    reference = frozen_copy(model)
+    cfg = RLConfig(group_size=2, max_grad_norm=1e9, loss=LossConfig(kl_coef=0.5))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: look at gradients, keep weights
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    metrics = vlm_update(model, optimizer, batch, advantages, cfg, ref_model=reference)
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.projector.weight.add_(torch.randn_like(model.projector.weight) * 0.3)  # the image path only
+    model.zero_grad(set_to_none=True)
+    metrics = vlm_update(model, optimizer, batch, advantages, cfg, ref_model=reference)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    logp = vlm_completion_logprobs(model, batch)
+    with torch.no_grad():
+        ref_logp = vlm_completion_logprobs(reference, batch)
+    mask = batch.completion_mask
+    kl = k3_kl(logp, ref_logp)
+    assert metrics["kl"] == pytest.approx(((kl * mask).sum() / mask.sum()).item(), rel=1e-4)
+    assert metrics["kl"] > 1e-4  # the reference read the image: the projector's change shows
+    ratio, adv = (logp - batch.logprobs).exp(), advantages[:, None]  # the policy moved: PPO's clip is active
+    surrogate = torch.maximum(-adv * ratio, -adv * ratio.clamp(0.8, 1.2))
+    loss = ((surrogate + 0.5 * kl) * mask).sum() / mask.sum()
+    loss.backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, rtol=1e-4, atol=1e-7), (n, (grads[n] - p.grad).abs().max())
+    assert all(p.grad is None for p in reference.parameters())
+
+
+def test_the_kl_pulls_back_to_the_reference(tiny):
+    """Zero advantages: without a KL term nothing moves; with it, SGD steps lower the KL to the reference."""
+    model, batch = _kl_batch(tiny)
+    reference = frozen_copy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    zero = torch.zeros(4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    vlm_update(model, optimizer, batch, zero, RLConfig(group_size=2), ref_model=reference)  # kl_coef 0: ignored
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    cfg = RLConfig(group_size=2, loss=LossConfig(kl_coef=1.0))
+    kls = [vlm_update(model, optimizer, batch, zero, cfg, ref_model=reference)["kl"] for _ in range(4)]
+    assert kls[0] > 0 and kls[-1] < kls[0], kls
+
+
+def test_vlm_update_rejects_a_missing_or_unfrozen_reference(tiny):
+    model, batch = _kl_batch(tiny)
+    cfg = RLConfig(group_size=2, loss=LossConfig(kl_coef=0.01))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    advantages = torch.zeros(4)
+    with pytest.raises(ValueError, match="needs ref_model"):
+        vlm_update(model, optimizer, batch, advantages, cfg)
+    with pytest.raises(ValueError, match="the policy being trained"):
+        vlm_update(model, optimizer, batch, advantages, cfg, ref_model=model)
+    import copy
+    with pytest.raises(ValueError, match="must be frozen"):  # a trainable copy is no reference
+        vlm_update(model, optimizer, batch, advantages, cfg, ref_model=copy.deepcopy(model))
+    metrics = vlm_update(model, optimizer, batch, advantages, RLConfig(group_size=2))  # no KL, no reference: fine
+    assert "kl" not in metrics
 
 
 # --------------------------------------------------------------------------------------------- cold start data

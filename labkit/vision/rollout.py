@@ -2,8 +2,11 @@
 
 The same contract as `labkit.rollout` (a `Rollout` with ids, masks and per-token log-probs), with
 the images carried beside the text: `VisionRollout.pixel_values` is None for a text-only batch.
-The update is labkit.rl.optimise with this module's log-probabilities.
+The update is labkit.rl.optimise with this module's log-probabilities; with `cfg.loss.kl_coef` set it
+adds the k3 KL penalty to a frozen reference (`frozen_copy` of the model RL starts from), whose
+log-probs it computes on the same batch, at the sampling temperature, without gradients.
 """
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -115,8 +118,41 @@ def vlm_completion_logprobs(model, batch: VisionRollout, with_entropy: bool = Fa
     return (logp, entropy_of(logp_all)) if with_entropy else logp
 
 
+def frozen_copy(model):
+    """A copy of `model` that cannot learn: its own parameters (a deep copy), eval mode, and
+    requires_grad False everywhere. The KL reference of `vlm_update` (the cold start as it was before
+    RL), and notebook 12's optional frozen reader of descriptions."""
+    frozen = copy.deepcopy(model)
+    frozen.eval()
+    frozen.requires_grad_(False)
+    return frozen
+
+
+def _check_reference(model, ref_model):
+    if ref_model is None:
+        raise ValueError("cfg.loss.kl_coef > 0 needs ref_model, the frozen reference (frozen_copy of the model "
+                         "RL starts from); without it the KL term would silently be dropped")
+    if ref_model is model:
+        raise ValueError("ref_model is the policy being trained (its KL to itself is 0); pass frozen_copy(model) "
+                         "made before training")
+    own = {p.data_ptr() for p in model.parameters()}
+    if any(p.requires_grad or p.data_ptr() in own for p in ref_model.parameters()):
+        raise ValueError("ref_model must be frozen: no parameter shared with the policy and none with "
+                         "requires_grad (use frozen_copy(model))")
+
+
 def vlm_update(model, optimizer: torch.optim.Optimizer, batch: VisionRollout, advantages: torch.Tensor,
-               cfg: RLConfig, loss_fn=ppo_clip_loss) -> dict:
-    """labkit.rl.update for image-prefixed batches: epochs x minibatches of the per-token loss."""
-    return optimise(model, optimizer, batch, advantages, cfg, loss_fn, logprobs_fn=vlm_completion_logprobs,
+               cfg: RLConfig, loss_fn=ppo_clip_loss, ref_model=None) -> dict:
+    """labkit.rl.update for image-prefixed batches: epochs x minibatches of the per-token loss.
+
+    With cfg.loss.kl_coef = beta > 0, the loss adds beta * k3(pi_theta || pi_ref) per completion token
+    (labkit.rl.k3_kl), the reference's log-probs computed once here on the whole batch (image prefix
+    included) at cfg.temperature; ref_model is then required and must be frozen (`frozen_copy`). With
+    kl_coef 0, ref_model is ignored, as in labkit.rl.update."""
+    ref_logp = None
+    if cfg.loss.kl_coef:
+        _check_reference(model, ref_model)
+        with torch.no_grad():
+            ref_logp = vlm_completion_logprobs(ref_model, batch, temperature=cfg.temperature)
+    return optimise(model, optimizer, batch, advantages, cfg, loss_fn, ref_logp, logprobs_fn=vlm_completion_logprobs,
                     select=lambda b, index: b.rows(index))
