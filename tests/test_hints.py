@@ -1,10 +1,15 @@
-"""labkit.hints: hint levels, hinted prompts, self-hint hygiene, the adaptive level, hinted re-rolls."""
+"""labkit.hints: hint levels, hinted prompts, self-hint hygiene, hint writing with retries, hinted
+re-rolls within a step (the authors' `sage` mode) and the unhinted re-roll control at a matched budget."""
+import dataclasses
+
 import pytest
 import torch
 
-from labkit.hints import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, HintLevels, hint_request, hinted_accuracy,
-                          hinted_prompt, procedural_hint, roll_with_hints, training_pool,
-                          usable_hint)
+import labkit.hints as hints_module
+
+from labkit.hints import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, WRITE_ATTEMPTS, hint_request, hinted_accuracy,
+                          hinted_prompt, procedural_hint, resample_all_wrong, roll_with_hints, training_pool,
+                          usable_hint, write_hints)
 from labkit.policy import load_policy
 from labkit.rollout import concat_rollouts
 from labkit.policy.tokenizer import CHARACTERS
@@ -62,7 +67,6 @@ def test_hinted_prompt_and_request_format():
     (lambda t: hint_request(t, 0), "level 0 means no hint"),
     (lambda t: hinted_prompt(t.prompt, "a;b"), "printable ASCII"),
     (lambda t: procedural_hint(make_tasks("add", 2, 1, seed=1000)[0], 1), "defined for countdown"),
-    (lambda t: HintLevels(raise_at=0.5, lower_at=0.2), "raise_at <= lower_at"),
 ])
 def test_bad_inputs_fail_with_one_line(call, message):
     with pytest.raises(ValueError, match=message):
@@ -74,18 +78,6 @@ def test_usable_hint_drops_leaks_and_junk():
     assert usable_hint(task, " 3 5 7:3*5 ") == "3 5 7:3*5"
     assert usable_hint(task, "3 5 7:3*5+7") == ""  # the whole solution
     assert usable_hint(task, "x;y") == "" and usable_hint(task, "") == "" and usable_hint(task, "9" * 40) == ""
-
-
-def test_adaptive_level_rule_by_hand():
-    levels = HintLevels()  # raise at acc <= 0, lower above 0.35
-    assert levels.level("p") == 0
-    assert levels.update("p", 0, 0.0) == 1
-    assert levels.update("p", 1, 0.0) == 2
-    assert levels.update("p", 2, 0.25) == 2  # in (0, 0.35]: kept
-    assert levels.update("p", 2, 0.5) == 1
-    assert levels.update("p", MAX_LEVEL, 0.0) == MAX_LEVEL  # capped
-    assert levels.update("q", 0, 1.0) == 0  # floored
-    assert levels.level("p") == MAX_LEVEL and levels.level("q") == 0
 
 
 def test_merged_rollouts_score_as_sampled(policy):
@@ -110,29 +102,171 @@ def test_roll_with_hints_escalates_only_all_wrong_groups_and_keeps_rewards(polic
         rows = range(4 * g, 4 * g + 4)
         assert all(out.batch.prompts[i] == hinted_prompt(task.prompt, out.hints[g]) for i in rows)
         assert [verify(task, out.batch.completions[i]).reward for i in rows] == groups[g].tolist()
-    assert sum(out.rolled_at.values()) >= len(tasks) and out.rolled_at[0] == len(tasks)
+    # procedural hints are never dropped: a group ending at level L was rolled at 0, 1, .., L
+    assert out.rolled_at == {level: sum(x >= level for x in out.levels) for level in LEVELS}
+    assert out.rerolls == sum(out.levels) and out.rollouts == 4 * (len(tasks) + out.rerolls)
+    assert out.hint_requests == 0 and out.dropped == 0 and out.unspent == 0
     torch.manual_seed(2)
     again = roll_with_hints(policy, tasks, group_size=4, max_new_tokens=16, hint_source="procedural")
     assert again.levels == out.levels and torch.equal(again.rewards, out.rewards)  # same seed, same numbers
 
 
-def test_plain_grpo_rolls_once_and_start_levels_are_respected(policy):
+def test_plain_grpo_rolls_once_and_bad_inputs_fail(policy):
     tasks = make_tasks("countdown", 5, 4, seed=1002)
     plain = roll_with_hints(policy, tasks, group_size=3, hint_source=None)
-    assert plain.levels == [0] * 4 and plain.rolled_at[0] == 4 and sum(plain.rolled_at.values()) == 4
-    started = roll_with_hints(policy, tasks, group_size=3, hint_source="procedural", start_levels=[2, 2, 3, 0])
-    assert all(level >= start for level, start in zip(started.levels, [2, 2, 3, 0]))
-    with pytest.raises(ValueError, match="hint_source"):
-        roll_with_hints(policy, tasks, group_size=3, hint_source="oracle")
-    with pytest.raises(ValueError, match="start_levels"):
-        roll_with_hints(policy, tasks, group_size=3, start_levels=[0])
+    assert plain.levels == [0] * 4 and plain.hints == [""] * 4
+    assert plain.rolled_at == {0: 4, 1: 0, 2: 0, 3: 0} and plain.rerolls == 0 and plain.rollouts == 12
+    assert len(plain.batch) == 12 and plain.rewards.shape == (12,)
+    for kwargs, message in [(dict(hint_source="oracle"), "hint_source"), (dict(group_size=1), "group_size"),
+                            (dict(group_size=True), "group_size")]:
+        with pytest.raises(ValueError, match=message):
+            roll_with_hints(policy, tasks, **{"group_size": 3, **kwargs})
+    with pytest.raises(ValueError, match="at least one task"):
+        roll_with_hints(policy, [], group_size=3)
+    with pytest.raises(TypeError):
+        roll_with_hints(policy, tasks, group_size=3, start_levels=[0] * 4)  # no level is carried in: gone
+
+
+# ---- scripted sampling: which groups are re-rolled, with what, and what they cost
+
+class Scripted:
+    """Stands in for labkit.hints.rollout: real tensors from the tiny policy, scripted texts.
+    solve(prompt) -> True: the completion is the task's reference answer, else a wrong one;
+    write(request, attempt) -> the text written for a hint request."""
+
+    def __init__(self, monkeypatch, tasks, solve, write=None):
+        self.real, self.calls, self.requests = hints_module.rollout, [], {}
+        self.answers = {t.prompt: t.answer for t in tasks}
+        self.solve, self.write = solve, write
+        monkeypatch.setattr(hints_module, "rollout", self)
+
+    def __call__(self, policy, prompts, max_new_tokens=16, temperature=1.0, generator=None, **kwargs):
+        self.calls.append(list(prompts))
+        batch = self.real(policy, prompts, max_new_tokens=2, temperature=temperature, generator=generator)
+        texts = []
+        for p in prompts:
+            if p.startswith("h") and p.endswith("|"):  # a hint request: h<level>|prompt+solution|
+                self.requests[p] = self.requests.get(p, 0) + 1
+                texts.append(self.write(p, self.requests[p]))
+            else:
+                task_prompt = p.split(HINT_SEPARATOR)[-1]
+                texts.append(self.answers[task_prompt] if self.solve(p) else "0")
+        return dataclasses.replace(batch, completions=texts, prompts=list(prompts))
+
+    def rolls(self):
+        return [c for c in self.calls if not c[0].startswith("h")]
+
+
+def request_level(request):
+    return int(request[1])
+
+
+def hint_of(tasks):
+    by_request = {hint_request(t, level): procedural_hint(t, level) for t in tasks for level in (1, 2, 3)}
+    return lambda request: by_request[request]
+
+
+def test_sage_rerolls_each_level_once_and_keeps_the_last_group(policy, monkeypatch):
+    tasks = make_tasks("countdown", 4, 3, seed=1010)
+    # task 0 is solved without a hint; the others only with a level-2 hint (it holds ':')
+    script = Scripted(monkeypatch, tasks, solve=lambda p: p.endswith(tasks[0].prompt) or ":" in p.split(";")[0] and ";" in p)
+    out = roll_with_hints(policy, tasks, group_size=2, hint_source="procedural")
+    assert out.levels == [0, 2, 2] and out.hints == ["", procedural_hint(tasks[1], 2), procedural_hint(tasks[2], 2)]
+    assert out.rolled_at == {0: 3, 1: 2, 2: 2, 3: 0} and out.rerolls == 4 and out.rollouts == 2 * 7
+    assert out.rewards.tolist() == [1.0] * 6
+    rolls = script.rolls()  # the first roll, then one re-roll per level of the all-wrong groups only
+    assert [len(r) for r in rolls] == [6, 4, 4]
+    assert rolls[1] == [hinted_prompt(t.prompt, procedural_hint(t, 1)) for t in tasks[1:] for _ in range(2)]
+    # never solved: re-rolled at 1, 2, 3 and kept as the level-3 group, all wrong
+    script = Scripted(monkeypatch, tasks, solve=lambda p: False)
+    out = roll_with_hints(policy, tasks, group_size=2, hint_source="procedural")
+    assert out.levels == [3, 3, 3] and out.rerolls == 9 and out.rewards.tolist() == [0.0] * 6
+    assert all(p == hinted_prompt(tasks[i // 2].prompt, procedural_hint(tasks[i // 2], 3))
+               for i, p in enumerate(out.batch.prompts))
+
+
+def test_dropped_self_hints_skip_the_reroll(policy, monkeypatch):
+    tasks = make_tasks("countdown", 4, 2, seed=1011)
+    good = hint_of(tasks)
+    # level 1: junk on every attempt (dropped); level 2: junk once, then the right hint; never solved
+    write = lambda request, attempt: "x;y" if request_level(request) == 1 or attempt == 1 and request_level(request) == 2 else good(request)
+    script = Scripted(monkeypatch, tasks, solve=lambda p: False, write=write)
+    out = roll_with_hints(policy, tasks, group_size=2, hint_source="self")
+    assert out.rolled_at == {0: 2, 1: 0, 2: 2, 3: 2}  # no re-roll spent on the dropped level-1 hints
+    assert out.dropped == 2 and out.rerolls == 4 and out.levels == [3, 3]
+    assert out.hint_requests == 2 * WRITE_ATTEMPTS + 2 * 2 + 2  # level 1: 3 attempts, level 2: 2, level 3: 1
+    assert [len(r) for r in script.rolls()] == [4, 4, 4]
+    assert all(task.answer not in hint for task, hint in zip(tasks, out.hints))
+    # every level dropped: the first (unhinted) group stays, nothing re-rolled
+    Scripted(monkeypatch, tasks, solve=lambda p: False, write=lambda request, attempt: "")
+    out = roll_with_hints(policy, tasks, group_size=2, hint_source="self", write_attempts=1)
+    assert out.levels == [0, 0] and out.rerolls == 0 and out.dropped == 2 * 3 and out.hint_requests == 2 * 3
+    assert out.batch.prompts == [t.prompt for t in tasks for _ in range(2)]
+
+
+def test_write_hints_retries_until_usable_and_checks_inputs(policy, monkeypatch):
+    tasks = make_tasks("countdown", 3, 3, seed=1012)
+    assert write_hints(policy, tasks, 2, "procedural") == ([procedural_hint(t, 2) for t in tasks], 0)
+    good = hint_of(tasks)
+    # the task's whole answer is a leak: dropped, asked again; the second attempt is right
+    Scripted(monkeypatch, tasks, solve=lambda p: False,
+             write=lambda request, attempt: request.split("=")[1].rstrip("|") if attempt == 1 else good(request))
+    assert write_hints(policy, tasks, 1, "self") == ([procedural_hint(t, 1) for t in tasks], 6)
+    Scripted(monkeypatch, tasks, solve=lambda p: False, write=lambda request, attempt: "9" * 40)
+    assert write_hints(policy, tasks, 3, "self", attempts=2) == (["", "", ""], 6)
+    for args, message in [((0, "self"), "level 0"), ((4, "self"), "hint level"), ((1, "oracle"), "hint_source")]:
+        with pytest.raises(ValueError, match=message):
+            write_hints(policy, tasks, *args)
+    for attempts in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="attempts"):
+            write_hints(policy, tasks, 1, "self", attempts=attempts)
+
+
+def test_resample_spends_exactly_the_budget_on_all_wrong_groups(policy, monkeypatch):
+    tasks = make_tasks("countdown", 4, 3, seed=1013)
+    script = Scripted(monkeypatch, tasks, solve=lambda p: False)
+    out = resample_all_wrong(policy, tasks, group_size=2, budget=5)
+    assert [len(r) for r in script.rolls()] == [6, 6, 4]  # a round of all three, then two of what is left
+    assert out.rerolls == 5 and out.unspent == 0 and out.rollouts == 2 * (3 + 5) and out.rolled_at[0] == 8
+    assert out.levels == [0, 0, 0] and all(HINT_SEPARATOR not in p for p in out.batch.prompts)  # never a hint
+    # task 1 solves on its second roll: it leaves the rounds; the budget goes to the others
+    seen = {}
+
+    def solve(prompt):
+        seen[prompt] = seen.get(prompt, 0) + 1
+        return prompt == tasks[1].prompt and seen[prompt] > 2  # rows 3-4 of its prompt: its second group
+    script = Scripted(monkeypatch, tasks, solve=solve)
+    out = resample_all_wrong(policy, tasks, group_size=2, budget=4)
+    assert [len(r) for r in script.rolls()] == [6, 6, 2] and out.rerolls == 4
+    assert out.rewards.view(3, 2)[1].tolist() == [1.0, 1.0] and out.rewards.view(3, 2)[[0, 2]].sum() == 0
+    # all solved at once: nothing to re-roll, the whole budget is unspent
+    script = Scripted(monkeypatch, tasks, solve=lambda p: True)
+    out = resample_all_wrong(policy, tasks, group_size=2, budget=7)
+    assert out.rerolls == 0 and out.unspent == 7 and out.rollouts == 6 and len(script.rolls()) == 1
+
+
+def test_resample_with_no_budget_is_plain_grpo_and_bad_budgets_fail(policy):
+    tasks = make_tasks("countdown", 5, 3, seed=1014)
+    torch.manual_seed(5)
+    plain = roll_with_hints(policy, tasks, group_size=3, hint_source=None)
+    torch.manual_seed(5)
+    control = resample_all_wrong(policy, tasks, group_size=3, budget=0)
+    assert torch.equal(plain.rewards, control.rewards) and plain.batch.completions == control.batch.completions
+    assert control.rollouts == plain.rollouts == 9 and control.unspent == 0
+    for budget in (-1, 1.5, True, None):
+        with pytest.raises(ValueError, match="budget"):
+            resample_all_wrong(policy, tasks, group_size=3, budget=budget)
+    with pytest.raises(ValueError, match="group_size"):
+        resample_all_wrong(policy, tasks, group_size=1, budget=1)
 
 
 def test_self_hints_are_checked_and_accuracy_is_a_share(policy):
     tasks = make_tasks("countdown", 3, 5, seed=1003)
     torch.manual_seed(3)
-    out = roll_with_hints(policy, tasks, group_size=2, hint_source="self", start_levels=[1] * 5)
+    out = roll_with_hints(policy, tasks, group_size=2, hint_source="self")
     assert all(task.answer not in hint for task, hint in zip(tasks, out.hints))
+    assert all((hint == "") == (level == 0) for hint, level in zip(out.hints, out.levels))
+    assert out.hint_requests >= out.dropped and out.rollouts == 2 * (5 + out.rerolls)
     for level in LEVELS:
         acc = hinted_accuracy(policy, tasks, level, "procedural", samples=2)
         assert 0.0 <= acc <= 1.0
