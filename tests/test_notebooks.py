@@ -60,3 +60,15 @@ def test_smoke_execution(nb, tmp_path):
     listed = {c.name for c in claims_of(nb.stem[:2])}
     unlisted = [name for name in stated if name not in listed]
     assert not unlisted, f"{nb.stem}: verdicts {unlisted} have no Claim in tests/test_effects.py"
+
+
+def test_a_real_notebook_gives_byte_identical_results_for_the_same_seed(tmp_path):
+    """The promise of `labkit run --seed`: with one thread, the same seed gives the same
+    results.json, byte for byte (wall times live in timings.json and run.json)."""
+    nb = next(nb for nb in NOTEBOOKS if nb.stem.startswith("01_"))
+    runs = [execute(nb, scale="smoke", seed=5, out_dir=tmp_path / str(i), threads=1) for i in range(2)]
+    assert all(r.ok for r in runs), [r.error for r in runs]
+    first, second = ((r.run_dir / "results.json").read_bytes() for r in runs)
+    assert first == second
+    assert "train_minutes" not in json.loads(first)
+    assert "train_minutes" in json.loads((runs[0].run_dir / "run.json").read_text())["timings"]
