@@ -17,6 +17,15 @@ the agent that uses the memory: the agent improves because the memory learns whi
 - :meth:`Memory.select`: a hook for a learned selector (AgentFly's case-selection policy): the
   phase-A candidates are scored by any ``scorer(query, candidates) -> scores`` and ranked.
 
+As in the authors' code, an agent updates *every* memory it put in the executor's context with the
+episode's outcome (MemRL's ``update_values`` over all retrieved ids; ``Memory.update`` takes the
+list), and writes every episode, success or failure, with its outcome (MemRL's ``add_memories``
+stores the trajectory with ``success``; Memento's case bank keeps ``reward`` 1 or 0): pass the
+outcome as metadata, ``write(key, content, success=False)``.
+
+:class:`FamilyBandit` is the memoryless baseline of notebook 22: one independent Bernoulli bandit
+per task family (Thompson sampling with a Beta(1, 1) prior, or UCB1) over a fixed set of arms.
+
 Defaults follow the MemRL authors' released configuration: k1 = 10, k2 = 5, similarity
 threshold 0.5, lambda = 0.5 (equal weights on similarity and Q), alpha = 0.3, Q initialised to 0.5
 with rewards 1 (success) and 0 (failure).
@@ -26,13 +35,15 @@ for toy task descriptions; any fixed-size vector works as a key.
 """
 from __future__ import annotations
 
+import math
+import random
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Entry", "Candidate", "Memory", "ngram_embedding", "zscore"]
+__all__ = ["Entry", "Candidate", "Memory", "FamilyBandit", "ngram_embedding", "zscore"]
 
 
 def ngram_embedding(text: str, dim: int = 256, n: Sequence[int] = (2, 3)) -> np.ndarray:
@@ -202,3 +213,63 @@ class Memory:
             e.uses += 1
             out.append(e.q)
         return out
+
+
+class FamilyBandit:
+    """One Bernoulli bandit per family over the same ``arms`` (notebook 22's memoryless baseline).
+
+    ``rule="thompson"``: draw p_a ~ Beta(1 + successes_a, 1 + failures_a) and play the argmax (no
+    knob to tune). ``rule="ucb"``: UCB1, every arm once in order, then the argmax of
+    mean_a + c sqrt(ln n / n_a). ``select(family, rng)`` picks an arm, ``update(family, arm, r)``
+    records a reward in [0, 1]; families are any hashable values and start untried."""
+
+    RULES = ("thompson", "ucb")
+
+    def __init__(self, arms: Sequence, rule: str = "thompson", c: float = math.sqrt(2)):
+        arms = list(arms)
+        if not arms or len(set(arms)) != len(arms):
+            raise ValueError(f"arms must be a non-empty sequence of distinct values; got {arms!r}")
+        if rule not in self.RULES:
+            raise ValueError(f"rule must be one of {', '.join(self.RULES)}; got {rule!r}")
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
+            raise ValueError(f"c must be a finite number >= 0; got {c!r}")
+        self.arms, self.rule, self.c = arms, rule, float(c)
+        self.pulls: dict = {}      # family -> [pulls per arm]
+        self.wins: dict = {}       # family -> [summed reward per arm]
+
+    def _stats(self, family):
+        if family not in self.pulls:
+            self.pulls[family] = [0] * len(self.arms)
+            self.wins[family] = [0.0] * len(self.arms)
+        return self.pulls[family], self.wins[family]
+
+    def select(self, family, rng: random.Random):
+        """The arm to play for ``family`` (``rng``: a ``random.Random``, for Thompson's draws)."""
+        if not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random; got {type(rng).__name__}")
+        pulls, wins = self._stats(family)
+        if self.rule == "thompson":
+            draws = [rng.betavariate(1.0 + w, 1.0 + n - w) for n, w in zip(pulls, wins)]
+            return self.arms[max(range(len(draws)), key=draws.__getitem__)]
+        for i, n in enumerate(pulls):
+            if n == 0:
+                return self.arms[i]
+        total = sum(pulls)
+        scores = [w / n + self.c * math.sqrt(math.log(total) / n) for n, w in zip(pulls, wins)]
+        return self.arms[max(range(len(scores)), key=scores.__getitem__)]
+
+    def update(self, family, arm, reward: float) -> None:
+        if arm not in self.arms:
+            raise ValueError(f"unknown arm {arm!r}; arms: {self.arms!r}")
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.floating, np.integer)) \
+                or not 0 <= reward <= 1:
+            raise ValueError(f"reward must be a number in [0, 1]; got {reward!r}")
+        pulls, wins = self._stats(family)
+        i = self.arms.index(arm)
+        pulls[i] += 1
+        wins[i] += float(reward)
+
+    def means(self, family) -> list[float]:
+        """Mean reward per arm for ``family`` (NaN for an arm never played)."""
+        pulls, wins = self._stats(family)
+        return [w / n if n else float("nan") for n, w in zip(pulls, wins)]

@@ -1,10 +1,12 @@
-"""labkit.memory: hand-computed retrieval and updates, merging, the selector hook, bad inputs."""
+"""labkit.memory: hand-computed retrieval and updates (of every memory in the context), merging,
+stored failures, the selector hook, the per-family bandit, bad inputs."""
 import math
+import random
 
 import numpy as np
 import pytest
 
-from labkit.memory import Memory, ngram_embedding, zscore
+from labkit.memory import FamilyBandit, Memory, ngram_embedding, zscore
 
 
 def unit(*v):
@@ -109,4 +111,73 @@ def test_select_hook_ranks_candidates_by_the_scorer():
 def test_bad_inputs_give_one_line_errors(call, error, text):
     with pytest.raises(error) as info:
         call(bank())
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
+def test_update_moves_every_memory_in_the_context():
+    """The authors update every memory the executor was shown, with the one outcome."""
+    m = bank()
+    shown = [c.index for c in m.two_phase([1, 0], k1=10, k2=5, threshold=-1.0, lam=0.5)]
+    assert sorted(shown) == [0, 1, 2]
+    new = m.update(shown, 0.0, alpha=0.5)
+    assert new == [pytest.approx(0.25)] * 3 and all(e.uses == 1 for e in m.entries)
+    m.update(shown[:1], 1.0, alpha=0.5)                                    # only the listed ones move
+    assert m.entries[shown[0]].q == pytest.approx(0.625) and m.entries[shown[1]].q == pytest.approx(0.25)
+
+
+def test_failures_are_written_with_their_outcome_and_retrieved_by_similarity():
+    m = Memory(2, q_init=0.5)
+    m.write([0, 1], "84+31=115", merge=False, success=True)
+    i = m.write([1, 0], "84-31=53", success=False)                        # a failed episode is stored too
+    assert m.entries[i].meta == {"success": False} and m.entries[i].q == 0.5
+    top = m.retrieve([1, 0.05], k=1)[0]                                    # and similarity finds it first
+    assert top.index == i and not m.entries[top.index].meta["success"]
+    # the same episode again merges, and its outcome is the latest one
+    assert m.write([1, 0], "84-31=53", success=True) == i and m.entries[i].count == 2
+    assert m.entries[i].meta["success"] is True
+
+
+def test_family_bandit_ucb_by_hand():
+    b = FamilyBandit(["a", "b", "c"], rule="ucb", c=1.0)
+    rng = random.Random(0)
+    assert [b.select("f", rng) for _ in range(1)] == ["a"]                 # untried arms first, in order
+    b.update("f", "a", 1.0)
+    assert b.select("f", rng) == "b"
+    b.update("f", "b", 0.0)
+    assert b.select("f", rng) == "c"
+    b.update("f", "c", 0.0)
+    # n = 3: a = 1 + sqrt(ln 3), b = c = 0 + sqrt(ln 3) -> a
+    assert b.select("f", rng) == "a"
+    b.update("f", "a", 0.0); b.update("f", "a", 0.0); b.update("f", "a", 0.0)
+    # n = 6: a = 1/4 + sqrt(ln 6 / 4) = 0.919, b = 0 + sqrt(ln 6) = 1.339 -> b (first of the ties b, c)
+    assert b.select("f", rng) == "b"
+    assert b.means("f")[:1] == [0.25] and b.select("other", rng) == "a"    # families are independent
+
+
+def test_family_bandit_thompson_finds_the_paying_arm_and_is_seeded():
+    def play(seed):
+        b, rng, arms = FamilyBandit(["a", "b", "c", "d"]), random.Random(seed), []
+        for _ in range(60):
+            arm = b.select(0, rng)
+            b.update(0, arm, 1.0 if arm == "c" else 0.0)
+            arms.append(arm)
+        return arms
+    arms = play(3)
+    assert arms == play(3) and arms[-20:].count("c") >= 18
+    assert math.isnan(FamilyBandit(["a", "b"]).means("new")[0])
+
+
+@pytest.mark.parametrize("call, error, text", [
+    (lambda: FamilyBandit([]), ValueError, "non-empty sequence of distinct"),
+    (lambda: FamilyBandit(["a", "a"]), ValueError, "distinct"),
+    (lambda: FamilyBandit(["a"], rule="greedy"), ValueError, "rule must be one of thompson, ucb"),
+    (lambda: FamilyBandit(["a"], c=-1), ValueError, "c must be a finite number"),
+    (lambda: FamilyBandit(["a"]).update(0, "z", 1.0), ValueError, "unknown arm 'z'"),
+    (lambda: FamilyBandit(["a"]).update(0, "a", 2.0), ValueError, "reward must be a number in [0, 1]"),
+    (lambda: FamilyBandit(["a"]).update(0, "a", True), ValueError, "reward must be a number"),
+    (lambda: FamilyBandit(["a"]).select(0, 7), TypeError, "rng must be a random.Random"),
+])
+def test_family_bandit_bad_inputs(call, error, text):
+    with pytest.raises(error) as info:
+        call()
     assert text in str(info.value) and "\n" not in str(info.value)
