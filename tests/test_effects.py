@@ -50,6 +50,12 @@ CLAIMS: list[Claim] = [
     # 01 tiny reasoner (GRPO). Measured stop 5: acc_gain +.182 (.171-.197), entropy_drop +.318
     Claim("01", "acc_gain", above=0.15),
     Claim("01", "entropy_drop", above=0),
+    # 06 BuPO, the authors' setting (layer 1 of 4, 10% of the steps). Measured stop 5: GRPO - base +.177,
+    # BuPO - GRPO -.021 (every seed negative)
+    Claim("06", "acc_gain_grpo", above=0),
+    Claim("06", "acc_gain_bupo_vs_grpo", above=0, reproduced=False,
+          why="BuPO ends below GRPO on every seed (-.020 -.024 -.051 -.007 -.001): layer 1's internal policy "
+              "is a poor one (pass@1 .05) whose gradient reaches only the tied embedding and layers 0-1"),
     # 07 SEC. Measured stop 5 (seeds 0-4): worst curriculum - base +.063, SEC - uniform informative +.102,
     # r(Q, frontier) .850 (lower bound .799), SEC/uniform - fixed orders +.055, SEC - uniform acc +.014
     Claim("07", "gain_worst_curriculum_vs_base", above=0),
