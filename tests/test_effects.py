@@ -50,6 +50,15 @@ CLAIMS: list[Claim] = [
     # 01 tiny reasoner (GRPO). Measured stop 5: acc_gain +.182 (.171-.197), entropy_drop +.318
     Claim("01", "acc_gain", above=0.15),
     Claim("01", "entropy_drop", above=0),
+    # 04 SPEAR on the chain task. Measured stop 5 (replayed advantages on one scale in both arms): tool-rate
+    # rise +.296, SPEAR - GRPO hard accuracy -.009, recalibration +.023 (lower bound -.014)
+    Claim("04", "tool_rate_early_rise_spear", above=0.2),
+    Claim("04", "acc_hard_gain_spear", above=0, reproduced=False,
+          why="SPEAR - GRPO = -.003 -.024 -.006 -.014 +.002: both double the base by calling the product more "
+              "often; neither learns in 40 steps to use the reply better, the step self-imitation should help"),
+    Claim("04", "acc_hard_gain_recalibration", above=0, reproduced=False,
+          why="+.004 +.007 +.092 -.003 +.016: positive on 4 seeds of 5 but driven by seed 2, where replaying "
+              "stale advantages (earned partly by the decayed tool bonus) collapsed the arm to .025"),
     # 06 BuPO, the authors' setting (layer 1 of 4, 10% of the steps). Measured stop 5: GRPO - base +.177,
     # BuPO - GRPO -.021 (every seed negative)
     Claim("06", "acc_gain_grpo", above=0),
