@@ -444,6 +444,19 @@ def _seed_everything(seed: int):
         torch.cuda.manual_seed_all(seed)
 
 
+def _versions(*packages) -> dict:
+    """Installed versions of ``packages`` (None for one that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in packages:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def setup(scale="workshop", seed=0, device="auto") -> Run:
     """Validate the standard parameters, seed python/numpy/torch, resolve the device and open
     the run directory. Returns a :class:`Run`."""
@@ -473,6 +486,8 @@ def setup(scale="workshop", seed=0, device="auto") -> Run:
 
         info = {"scale": scale, "seed": seed, "device": str(dev), "requested_device": str(device),
                 "torch": torch.__version__, "python": platform.python_version(),
+                # numbers move with these too (stop 5: 04's figures changed between transformers versions)
+                **_versions("transformers", "tokenizers", "numpy", "peft"),
                 "started": _dt.datetime.now().isoformat(timespec="seconds")}
         (run_dir / "setup.json").write_text(json.dumps(info, indent=1) + "\n")
     except OSError:  # pragma: no cover

@@ -87,6 +87,8 @@ def test_run_dirs_are_unique_and_follow_the_environment(tmp_path, monkeypatch):
     assert r1.dir.parent == tmp_path / "runs" / "interactive"
     assert (r1.dir / "setup.json").is_file() and (r1.dir / "metrics.jsonl").is_file()
     assert json.loads((r1.dir / "setup.json").read_text())["scale"] == "smoke"
+    versions = json.loads((r1.dir / "setup.json").read_text())
+    assert versions["torch"] and versions["transformers"] and versions["numpy"]  # what the numbers depend on
     monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "given"))
     assert setup(scale="smoke", seed=0).dir == tmp_path / "given"
 
