@@ -473,6 +473,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     assert test_cmd in ci.splitlines()
     assert ci.index("pip install --quiet torch==2.13.0") < ci.index("pip install --quiet -e")
+    # CI measures with the numeric stack the notebooks' numbers come from
+    assert '-e ".[lab,test]" -c constraints.txt' in ci and (root / "constraints.txt").is_file()
+    pinned = {line.split("==")[0] for line in (root / "constraints.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert {"torch", "transformers", "numpy"} <= pinned
 
 
 def test_svg_draws_numpy_arrays_like_lists():
