@@ -19,7 +19,11 @@ Pieces for the learners (shapes: one value per completion unless said otherwise)
 
     preference_matrix(oracle, task, ys)     K x K matrix P_ij = P(y_i > y_j)
     win_rate_vs_policy(P)                   SPPO's P^(y_i > pi_t) = mean_j P_ij (j over all K)
+    self_play_pairs(oracle, tasks, ys, K)   SPPO's data: P^ of each sample, best and worst row per prompt
     win_proportion(P)                       SPO's reward: mean_{j != i} P_ij
+    CountingOracle(oracle)                  the same oracle, counting the preference queries asked of it
+    matrix_queries(K)                       queries of one K x K matrix: K (K - 1) / 2
+    mean_mix(mixes)                         the style mix averaged over iterates (the average policy)
     sppo_loss, dpo_loss                     sequence-level losses on log pi - log pi_t
     BradleyTerryRewardModel                 scalar r(y) fitted to pairwise outcomes
     group_reward_step                       a policy-gradient step whose rewards depend on the group
@@ -168,6 +172,51 @@ def minimax_mixture(matrix: torch.Tensor) -> torch.Tensor:
     return (x / x.sum()).float()
 
 # ---------------------------------------------------------------------------------------------
+# Counting preference queries (the budget that methods compared in one experiment must share)
+
+
+class CountingOracle:
+    """Wraps an oracle and counts the preference queries asked of it.
+
+    One query is one unordered pair: `prob(task, y, y')` (the probability that y wins) or
+    `compare(task, y, y', generator)` (one rater's verdict); P(y' > y) = 1 - P(y > y') comes free.
+    A K x K `preference_matrix` therefore costs K (K - 1) / 2 queries (`matrix_queries`)."""
+
+    def __init__(self, oracle):
+        if not (callable(getattr(oracle, "prob", None)) and callable(getattr(oracle, "compare", None))):
+            raise ValueError(f"CountingOracle needs an oracle with prob() and compare(); got {type(oracle).__name__}")
+        if isinstance(oracle, CountingOracle):
+            raise ValueError("CountingOracle: the oracle is already counted (wrap the plain oracle once)")
+        self.oracle = oracle
+        self.queries = 0
+
+    def prob(self, task: Task, y: str, y_other: str) -> float:
+        self.queries += 1
+        return self.oracle.prob(task, y, y_other)
+
+    def compare(self, task: Task, y: str, y_other: str, generator: torch.Generator | None = None) -> float:
+        self.queries += 1
+        return self.oracle.compare(task, y, y_other, generator)
+
+
+def matrix_queries(k: int) -> int:
+    """Preference queries of one K x K matrix over K samples: the K (K - 1) / 2 unordered pairs."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"matrix_queries needs an integer K >= 2; got {k!r}")
+    return k * (k - 1) // 2
+
+
+def mean_mix(mixes: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The style mix of the average of several iterates: the mean of their mixes, style by style
+    (a missing style has share 0)."""
+    mixes = list(mixes)
+    if not mixes:
+        raise ValueError("mean_mix needs at least one mix")
+    seen = {k for m in mixes for k in m}
+    keys = [k for k in STYLES + (OTHER,) if k in seen] + sorted(seen - set(STYLES + (OTHER,)))
+    return {k: sum(m.get(k, 0.0) for m in mixes) / len(mixes) for k in keys}
+
+# ---------------------------------------------------------------------------------------------
 # From an oracle to per-sample targets
 
 
@@ -195,6 +244,30 @@ def win_proportion(p: torch.Tensor) -> torch.Tensor:
     r_i = 1/(K-1) sum_{j != i} P(y_i > y_j)."""
     k = p.shape[0]
     return (p.sum(dim=1) - p.diagonal()) / (k - 1)
+
+
+def self_play_pairs(oracle, tasks: Sequence[Task], completions: Sequence[str], k: int
+                    ) -> tuple[torch.Tensor, list[int], list[int]]:
+    """One SPPO iteration's data, as the authors' scripts build it: for each task's K consecutive
+    completions, P^(y_i > pi_t) = mean_j P(y_i > y_j) over all K (self included), and the rows of
+    the group's best and worst sample by P^ (the first one on ties). A group whose K samples all
+    have the same P^ gives no pair (the oracle does not tell them apart).
+
+    Returns (p_hat of every row, winner rows, loser rows); costs len(tasks) * K (K - 1) / 2 queries."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"self_play_pairs needs an integer K >= 2; got {k!r}")
+    if len(tasks) * k != len(completions):
+        raise ValueError(f"self_play_pairs needs len(tasks) * K completions; got {len(completions)} for "
+                         f"{len(tasks)} tasks and K = {k}")
+    p_hat = torch.zeros(len(completions))
+    winners, losers = [], []
+    for g, task in enumerate(tasks):
+        group = win_rate_vs_policy(preference_matrix(oracle, task, completions[g * k:(g + 1) * k]))
+        p_hat[g * k:(g + 1) * k] = group
+        if group.max() > group.min():
+            winners.append(g * k + int(group.argmax()))
+            losers.append(g * k + int(group.argmin()))
+    return p_hat, winners, losers
 
 
 def spo_rewards(oracle, task: Task, completions: Sequence[str]) -> list[float]:
@@ -342,16 +415,26 @@ class BradleyTerryRewardModel:
 
 
 def oracle_pairs(oracle, tasks: Sequence[Task], completions: Sequence[str], group_size: int,
-                 generator: torch.Generator | None = None) -> tuple[list[str], list[str]]:
-    """Pairwise outcomes for fitting a reward model: within each group, completions (0,1), (2,3), ...
-    are compared once by `oracle.compare`; returns (winners, losers)."""
+                 generator: torch.Generator | None = None, pairs: str = "adjacent") -> tuple[list[str], list[str]]:
+    """Pairwise outcomes for fitting a reward model, each pair compared once by `oracle.compare`;
+    returns (winners, losers). Within each group of `group_size` completions of one task:
+
+    pairs="adjacent": (0,1), (2,3), ...: floor(K/2) comparisons per group, each sample used once;
+    pairs="all":      every unordered pair (i < j): K (K - 1) / 2 comparisons per group, the queries
+                      of the group's preference matrix (`matrix_queries`)."""
     if len(tasks) * group_size != len(completions) or group_size < 2:
         raise ValueError("oracle_pairs needs len(tasks) * group_size completions and group_size >= 2")
+    if pairs not in ("adjacent", "all"):
+        raise ValueError(f"oracle_pairs: pairs must be 'adjacent' or 'all'; got {pairs!r}")
+    if pairs == "all":
+        index = [(i, j) for i in range(group_size) for j in range(i + 1, group_size)]
+    else:
+        index = [(i, i + 1) for i in range(0, group_size - 1, 2)]
     winners, losers = [], []
     for g, task in enumerate(tasks):
         group = completions[g * group_size:(g + 1) * group_size]
-        for i in range(0, group_size - 1, 2):
-            a, b = group[i], group[i + 1]
+        for i, j in index:
+            a, b = group[i], group[j]
             first_wins = oracle.compare(task, a, b, generator) == 1.0
             winners.append(a if first_wins else b)
             losers.append(b if first_wins else a)

@@ -4,11 +4,12 @@ import math
 import pytest
 import torch
 
-from labkit.preference import (OTHER, STYLES, BradleyTerryOracle, BradleyTerryRewardModel, CyclicStyleOracle,
-                               answer_value, dpo_loss, group_reward_step, minimax_mixture, oracle_pairs,
-                               pearson, preference_matrix, quality, sequence_logprob, sequence_logprobs_of,
-                               sppo_loss, spo_rewards, style_mix, style_of, total_variation, train_on_rows,
-                               win_proportion, win_rate_vs_policy)
+from labkit.preference import (OTHER, STYLES, BradleyTerryOracle, BradleyTerryRewardModel, CountingOracle,
+                               CyclicStyleOracle, answer_value, dpo_loss, group_reward_step, matrix_queries,
+                               mean_mix, minimax_mixture, oracle_pairs, pearson, preference_matrix, quality,
+                               self_play_pairs, sequence_logprob, sequence_logprobs_of, sppo_loss, spo_rewards,
+                               style_mix, style_of, total_variation, train_on_rows, win_proportion,
+                               win_rate_vs_policy)
 from labkit.tasks import Task, make_tasks
 
 TASK = Task(prompt="17+38=", answer="55", category="add", difficulty=2, world="arithmetic", meta={})
@@ -131,6 +132,75 @@ def test_preference_matrix_properties():
     assert win_rate_vs_policy(P).argmax() == 0 and win_rate_vs_policy(P).argmin() == 3
 
 
+# ------------------------------------------------------------------ query budgets and SPPO's data
+
+def test_counting_oracle_counts_one_query_per_unordered_pair_and_answers_like_the_oracle():
+    plain = BradleyTerryOracle(beta=2.0)
+    counted = CountingOracle(plain)
+    ys = ["55", "56", "(60)", "x", "#55"]
+    P = preference_matrix(counted, TASK, ys)
+    assert counted.queries == 10 == matrix_queries(5)  # K (K - 1) / 2, the diagonal and P_ji are free
+    assert torch.equal(P, preference_matrix(plain, TASK, ys))
+    assert counted.prob(TASK, "55", "56") == plain.prob(TASK, "55", "56") and counted.queries == 11
+    a = counted.compare(TASK, "55", "56", torch.Generator().manual_seed(4))
+    assert a == plain.compare(TASK, "55", "56", torch.Generator().manual_seed(4)) and counted.queries == 12
+    cyclic = CountingOracle(CyclicStyleOracle())
+    spo_rewards(cyclic, TASK, ["1", "(1)", "#1", "2"])
+    assert cyclic.queries == 6
+
+
+def test_matrix_queries_hand_values():
+    assert [matrix_queries(k) for k in (2, 3, 5, 8)] == [1, 3, 10, 28]
+
+
+def test_oracle_pairs_all_compares_every_unordered_pair_once():
+    tasks = make_tasks("add", 1, 2, seed=1000)
+    group = ["{}", "({})", "#{}", "{}"]
+    completions = [g.format(t.answer) for t in tasks for g in group]
+    counted = CountingOracle(CyclicStyleOracle())
+    winners, losers = oracle_pairs(counted, tasks, completions, 4, torch.Generator().manual_seed(0), pairs="all")
+    assert counted.queries == len(winners) == 2 * matrix_queries(4) == 12
+    oracle = CyclicStyleOracle()
+    for t, task in enumerate(tasks):
+        mine = {(w, l) for w, l in zip(winners[6 * t:6 * t + 6], losers[6 * t:6 * t + 6])}
+        a = task.answer
+        # plain > paren > hash > plain, each decided; plain vs plain is a coin (either order)
+        assert {(a, f"({a})"), (f"({a})", f"#{a}"), (f"#{a}", a)} <= mine
+        assert all(oracle.prob(task, w, l) >= 0.5 for w, l in mine)
+    adjacent = CountingOracle(CyclicStyleOracle())
+    w2, _ = oracle_pairs(adjacent, tasks, completions, 4, torch.Generator().manual_seed(0))
+    assert adjacent.queries == len(w2) == 4  # (0,1), (2,3) per group
+
+
+def test_mean_mix_is_the_average_of_the_mixes():
+    mixes = [{"plain": 1.0, "paren": 0.0, "hash": 0.0, OTHER: 0.0},
+             {"plain": 0.0, "paren": 0.5, "hash": 0.5, OTHER: 0.0},
+             {"plain": 0.0, "paren": 0.5, "hash": 0.25}]
+    avg = mean_mix(mixes)
+    assert list(avg) == list(STYLES) + [OTHER]
+    assert avg == pytest.approx({"plain": 1 / 3, "paren": 1 / 3, "hash": 0.25, OTHER: 0.0})
+    # a cycle visited evenly averages to the minimax winner
+    corners = [{s: float(s == c) for s in STYLES} for c in STYLES]
+    assert total_variation(mean_mix(corners), {s: 1 / 3 for s in STYLES}) == pytest.approx(0.0)
+
+
+def test_self_play_pairs_hand_values():
+    tasks = [TASK, TASK]
+    completions = ["1", "(1)", "(2)", "#1",     # group 0: mixed styles
+                   "5", "6", "7", "8"]          # group 1: all plain, the cyclic oracle cannot tell them apart
+    counted = CountingOracle(CyclicStyleOracle())
+    p_hat, winners, losers = self_play_pairs(counted, tasks, completions, 4)
+    assert counted.queries == 2 * matrix_queries(4)
+    # group 0: P^(plain) = (0.5 + 1 + 1 + 0) / 4 = 0.625; each paren (0 + 0.5 + 0.5 + 1) / 4 = 0.5;
+    # hash (1 + 0 + 0 + 0.5) / 4 = 0.375
+    assert torch.allclose(p_hat[:4], torch.tensor([0.625, 0.5, 0.5, 0.375]))
+    assert torch.allclose(p_hat[4:], torch.full((4,), 0.5))
+    assert winners == [0] and losers == [3]  # no pair from group 1
+    # ties go to the first best and the first worst sample
+    _, w, l = self_play_pairs(CyclicStyleOracle(), [TASK], ["(1)", "1", "1", "(2)"], 4)
+    assert w == [1] and l == [0]
+
+
 # ------------------------------------------------------------------ losses
 
 def test_sppo_loss_hand_value():
@@ -205,6 +275,15 @@ def test_bad_inputs_raise_one_line_value_errors():
         lambda: CyclicStyleOracle().style_prob("plain", "bold"),
         lambda: oracle_pairs(CyclicStyleOracle(), [TASK], ["1", "2", "3"], 2),
         lambda: pearson(torch.zeros(1), torch.zeros(1)),
+        lambda: CountingOracle(object()),
+        lambda: CountingOracle(CountingOracle(CyclicStyleOracle())),
+        lambda: matrix_queries(1),
+        lambda: matrix_queries(5.0),
+        lambda: matrix_queries(True),
+        lambda: mean_mix([]),
+        lambda: oracle_pairs(CyclicStyleOracle(), [TASK], ["1", "2"], 2, pairs="every"),
+        lambda: self_play_pairs(CyclicStyleOracle(), [TASK], ["1", "2", "3"], 2),
+        lambda: self_play_pairs(CyclicStyleOracle(), [TASK], ["1"], 1),
     ]
     for case in cases:
         with pytest.raises(ValueError) as error:
