@@ -49,6 +49,19 @@ class Claim:
 CLAIMS: list[Claim] = [
     # 00 the map: the generic loop on the substrate. Measured stop 5: +.173 (.150-.206)
     Claim("00", "loop_reward_gain", above=0),
+    # 18 SPPO / SPO at matched preference budgets (K = 5). Measured stop 5 (seeds 0-4)
+    Claim("18", "winrate_gain_sppo", above=0, reproduced=False,
+          why="+.031 +.014 +.013 .000 -.014: at K = 5 and eta = 8 SPPO's last iterate is about level with the "
+              "base under the Bradley-Terry oracle; it mostly pushes losers down"),
+    Claim("18", "winrate_gain_sppo_vs_dpo", above=0),
+    Claim("18", "avg_iterate_closer_spo_vs_rm", above=0),
+    Claim("18", "last_iterate_closer_spo_vs_rm", above=0),
+    Claim("18", "avg_iterate_closer_sppo_vs_rm", above=0, reproduced=False,
+          why="+.018 -.110 +.011 -.154 -.058: at eta = 8 SPPO steps like multiplicative weights with a large "
+              "step, jumps round the cycle and sticks in a corner where all-one-style groups give no pair; the "
+              "guarantee needs eta of order 1/sqrt(T)"),
+    Claim("18", "last_iterate_closer_sppo_vs_rm", above=0, reproduced=False,
+          why="-.140 -.110 +.183 -.130 +.247: the last iterate sits in one corner of the cycle or another"),
     # 01 tiny reasoner (GRPO). Measured stop 5: acc_gain +.182 (.171-.197), entropy_drop +.318
     Claim("01", "acc_gain", above=0.15),
     Claim("01", "entropy_drop", above=0),
