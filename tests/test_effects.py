@@ -49,6 +49,19 @@ class Claim:
 CLAIMS: list[Claim] = [
     # 00 the map: the generic loop on the substrate. Measured stop 5: +.173 (.150-.206)
     Claim("00", "loop_reward_gain", above=0),
+    # 12 Vision-SR1 with the authors' KL (beta .01) at the cold start's final lr 1e-4. Measured stop 5 (seeds 0-4)
+    Claim("12", "desc_solve_gain_sr1", above=0),
+    Claim("12", "desc_solve_gain_sr1_counterbias", above=0),
+    Claim("12", "reading_min", above=0.9),
+    Claim("12", "acc_gain_sr1_counterbias", above=0, reproduced=False,
+          why="-.005 +.095 +.015 +.030 +.010: the cold start's descriptions already solve .989 of the "
+              "counter-bias set, so there is little for SR1 to fix there"),
+    Claim("12", "acc_kept_every_method", above=-0.05, reproduced=False,
+          why="-.060 -.040 -.055 -.015 -.045: outcome and sr1 stay within 2 points of the cold start, but the "
+              "sr1_no_acc ablation (no accuracy term) loses 4-6 points on two seeds"),
+    Claim("12", "control_acc_gain_sr1", above=0, reproduced=False,
+          why="+.025 -.010 +.045 +.010 -.005: out of the collapse regime, outcome no longer loses answers "
+              "for SR1 to save in the control"),
     # 18 SPPO / SPO at matched preference budgets (K = 5). Measured stop 5 (seeds 0-4)
     Claim("18", "winrate_gain_sppo", above=0, reproduced=False,
           why="+.031 +.014 +.013 .000 -.014: at K = 5 and eta = 8 SPPO's last iterate is about level with the "
