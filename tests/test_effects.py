@@ -104,6 +104,19 @@ CLAIMS: list[Claim] = [
     Claim("04", "acc_hard_gain_recalibration", above=0, reproduced=False,
           why="+.004 +.007 +.092 -.003 +.016: positive on 4 seeds of 5 but driven by seed 2, where replaying "
               "stale advantages (earned partly by the decayed tool bonus) collapsed the arm to .025"),
+    # 05 SAGE in the authors' mode (escalate within a step), with an unhinted resample control at equal rollouts
+    Claim("05", "informative_gain_sage", above=0),
+    Claim("05", "informative_gain_sage_vs_resample", above=0),
+    Claim("05", "informative_gain_sage_fixed_hints", above=0),
+    Claim("05", "acc_hard_gain_sage", above=0, reproduced=False,
+          why="-.030 -.020 +.010 -.010 +.015: the self-written hints carry little (they lift the base's hard "
+              "pass@1 from .034 to .05-.06, procedural hints to .11-.20), and most of SAGE's extra informative "
+              "groups come from the extra samples, as the resample control shows"),
+    Claim("05", "acc_hard_gain_sage_vs_resample", above=0, reproduced=False,
+          why="-.035 .000 -.025 -.010 +.045: at equal rollouts the hints add nothing measurable"),
+    Claim("05", "acc_hard_gain_sage_fixed_hints", above=0, reproduced=False,
+          why="-.015 -.020 +.040 .000 -.015: even good hints do not turn into no-hint accuracy at 60 steps; "
+              "a 1-2 point gain cannot be resolved with 5 seeds x 200 draws"),
     # 06 BuPO, the authors' setting (layer 1 of 4, 10% of the steps). Measured stop 5: GRPO - base +.177,
     # BuPO - GRPO -.021 (every seed negative)
     Claim("06", "acc_gain_grpo", above=0),
