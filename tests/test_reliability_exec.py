@@ -9,11 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.cli import main
+from notebook_factory import write_notebook  # tests/ is on sys.path under pytest
 from labkit.runs import execute
 
 PARAMS = 'scale = "workshop"\nseed = 0\ndevice = "auto"\nx = 1\nhold = ""\nhold_on = None'
@@ -31,16 +30,7 @@ labkit.record("y", x * 2 + seed)'''
 
 
 def make_notebook(path, params=PARAMS, body=BODY, records=("y",)):
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.metadata["labkit"] = {"papers": ["sec"], "records": list(records), "workshop_minutes": 1}
-    nb.cells = [new_markdown_cell("# 96 · Reliable"),
-                new_code_cell(params, metadata={"tags": ["parameters"]})]
-    nb.cells += [new_code_cell(b) for b in ([body] if isinstance(body, str) else body)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
+    return write_notebook(path, "96 · Reliable", params, body, records)
 
 
 @pytest.fixture

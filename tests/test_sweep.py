@@ -11,11 +11,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.cli import main
+from notebook_factory import write_notebook  # tests/ is on sys.path under pytest
 from labkit.params import ParameterError
 from labkit.runs import RunResult, RunSpec, summarize
 from labkit.sweep import expand_grid, setting_name, sweep_figure, write_figure
@@ -42,16 +41,7 @@ labkit.record("gpus", os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))'''
 
 
 def make_notebook(path, params=PARAMS, body=BODY):
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.metadata["labkit"] = {"papers": ["sec"], "records": ["y"], "workshop_minutes": 1}
-    nb.cells = [new_markdown_cell("# 98 · Sweepable"),
-                new_code_cell(params, metadata={"tags": ["parameters"]}),
-                new_code_cell(body)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
-    return path
+    return write_notebook(path, "98 · Sweepable", params, body)
 
 
 @pytest.fixture
