@@ -16,7 +16,7 @@ directory.) Reproduce a table of the claims with
 ``labkit run NN --scale workshop --seed 0 1 2 3 4`` (its summary shows each claim's mean and the
 share of seeds where it held, ``held/<name>``).
 
-Cost: about 30 CPU-minutes per seed for the whole series; with 2 workers about 75 minutes.
+Cost: about 25 CPU-minutes per seed for the whole series (stop 5); with 2 workers about 65 minutes.
 """
 from __future__ import annotations
 
