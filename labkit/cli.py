@@ -350,15 +350,17 @@ def cmd_results(args) -> int:
         return EXIT_OK
     if not values:
         print("(no recorded values)")
+    _print_values(values)
+    if timings:   # wall times: apart from the results, which they never join
+        print("\ntimings (labkit.record_time)")
+        _print_values(timings)
+    return EXIT_OK
+
+
+def _print_values(values: dict) -> None:
     width = max([len(k) for k in values] + [1])
     for k, v in values.items():
         print(f"{k.ljust(width)}  {_show(v)}")
-    if timings:   # wall times: apart from the results, which they never join
-        print("\ntimings (labkit.record_time)")
-        width = max(len(k) for k in timings)
-        for k, v in timings.items():
-            print(f"{k.ljust(width)}  {_show(v)}")
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------- dispatch

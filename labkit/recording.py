@@ -114,6 +114,17 @@ def _store(path: Path, name: str, data) -> None:
     write_json_atomic(path, stored)
 
 
+def _keep(kind: str, name: str, data) -> None:
+    """``name`` -> ``data`` in the current run's ``kind`` dict ("results" or "timings") and in
+    ``<run dir>/<kind>.json``."""
+    run = current_run()
+    if run is not None:
+        getattr(run, kind)[name] = data
+    run_dir = active_run_dir()
+    if run_dir is not None:
+        _store(run_dir / f"{kind}.json", name, data)
+
+
 def record(name: str, value):
     """Record ``value`` under ``name``: a scrapbook output in the notebook, and
     ``results.json`` in the run directory. Returns None (so a notebook's last line
@@ -141,12 +152,7 @@ def record(name: str, value):
     except ImportError:  # pragma: no cover
         pass
 
-    run = current_run()
-    if run is not None:
-        run.results[name] = data
-    run_dir = active_run_dir()
-    if run_dir is not None:
-        _store(run_dir / "results.json", name, data)
+    _keep("results", name, data)
     return None
 
 
@@ -157,13 +163,7 @@ def record_time(name: str, seconds) -> None:
     copies the timings into run.json; ``labkit results`` shows them apart."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"record_time: name must be a non-empty string; got {name!r}")
-    value = check_float(f"record_time({name!r}, ...): the time", seconds, min=0)
-    run = current_run()
-    if run is not None:
-        run.timings[name] = value
-    run_dir = active_run_dir()
-    if run_dir is not None:
-        _store(run_dir / "timings.json", name, value)
+    _keep("timings", name, check_float(f"record_time({name!r}, ...): the time", seconds, min=0))
     return None
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from labkit.lean import LeanDecoder, shared_prompt_logprobs
+from labkit.params import check_float
 from labkit.policy import Policy
 
 
@@ -257,7 +258,4 @@ def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share
 
 def check_scoring_temperature(temperature: float) -> float:
     """A temperature to score under: > 0 (greedy decoding, T = 0, has no log-probabilities to match)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0 \
-            or temperature == float("inf"):
-        raise ValueError(f"temperature for scoring must be a finite number > 0; got {temperature!r}")
-    return float(temperature)
+    return check_float("temperature for scoring", temperature, gt=0)
