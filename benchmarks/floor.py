@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from labkit.bench import CONFIGS, load_avg, run_floor
+from bench import CONFIGS, load_avg, run_floor
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, papermill, ipykernel, plotly, labkit; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)" || exit 1
 
 if [ "$mode" = check ]; then
-    time python3 -m labkit.cli run 01 --scale smoke --seed 0 || { tail -50 /tmp/gpu_runs/*/*/kernel.log; exit 1; }
+    time python3 -m labkit.lab.cli run 01 --scale smoke --seed 0 || { tail -50 /tmp/gpu_runs/*/*/kernel.log; exit 1; }
     exit 0
 fi
 
@@ -35,7 +35,7 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,nohead
 smi=$!
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
     id=$(basename "$nb" | cut -c1-2)
-    timeout -s TERM "$seconds" python3 -m labkit.cli run "$id" --scale gpu --seed 0 > "$out/run_$id.log" 2>&1 &
+    timeout -s TERM "$seconds" python3 -m labkit.lab.cli run "$id" --scale gpu --seed 0 > "$out/run_$id.log" 2>&1 &
 done
 wait $(jobs -p | grep -v "^$smi$") 2>/dev/null
 kill $smi

@@ -4,11 +4,11 @@
     python benchmarks/grpo_vs_trl.py --config long --json
 
 TRL is the optional `bench` extra (pip install -e ".[bench]"); without it only labkit and the
-floor are timed. See labkit/bench.py for what is measured and how both sides are configured.
+floor are timed. See benchmarks/bench.py for what is measured and how both sides are configured.
 """
 import sys
 
-from labkit.bench import main
+from bench import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -8,14 +8,14 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "setup": "labkit.params",
-    "ParameterError": "labkit.params",
-    "record": "labkit.recording",
-    "results": "labkit.recording",
-    "record_time": "labkit.recording",
-    "verdict": "labkit.verdicts",
-    "LivePlot": "labkit.live",
-    "load_policy": "labkit.policy",
+    "setup": "labkit.lab.session",
+    "ParameterError": "labkit.core.checks",
+    "record": "labkit.lab.record",
+    "results": "labkit.lab.record",
+    "record_time": "labkit.lab.record",
+    "verdict": "labkit.lab.verdicts",
+    "LivePlot": "labkit.lab.live",
+    "load_policy": "labkit.core.policy",
 }
 
 

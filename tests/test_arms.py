@@ -1,6 +1,6 @@
 import pytest
 
-from labkit.tasks import format_arm, parse_arms
+from labkit.core.tasks import format_arm, parse_arms
 
 
 def test_parse_arms_ranges_singles_and_whole_categories():

@@ -1,13 +1,16 @@
 """`labkit bench`: the harness runs for a couple of steps and reports every figure (timings are
 not asserted: they depend on the machine and its load). TRL parts are skipped without trl."""
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from labkit import bench
-from labkit.rl import subset
-from labkit.rollout import completion_logprobs, rollout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench  # noqa: E402  (benchmarks/ is not part of the wheel)
+from labkit.core.grpo import subset
+from labkit.core.sampling import completion_logprobs, rollout
 
 SHORT = bench.CONFIGS["short"]
 SIDE_FIELDS = {"median_step_s", "completions_per_s", "tokens_per_s", "steps_timed", "peak_rss_mib",

@@ -3,8 +3,8 @@ use the reply, never a chain task from its start."""
 import itertools
 import re
 
-from labkit.policy.mixtures import load_mixture
-from labkit.tools import RESULT_CLOSE, calculate
+from labkit.bases.mixtures import load_mixture
+from labkit.core.calculator import RESULT_CLOSE, calculate
 
 mixture = load_mixture("calculator_chain")
 CHAIN = re.compile(r"(\d+)\*(\d+)\+(\d)=")

@@ -1,8 +1,8 @@
 """The calculator_copy mixture (data/models/tiny-calc-copy): copy and echo drills end in the reply."""
 import itertools
 
-from labkit.policy.mixtures import load_mixture
-from labkit.tools import RESULT_CLOSE, RESULT_OPEN, calculate, final_answer
+from labkit.bases.mixtures import load_mixture
+from labkit.core.calculator import RESULT_CLOSE, RESULT_OPEN, calculate, final_answer
 
 mixture = load_mixture("calculator_copy")
 

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from labkit.policy.mixtures import load_mixture
-from labkit.tasks import Task
+from labkit.bases.mixtures import load_mixture
+from labkit.core.tasks import Task
 
 cases = load_mixture("cases")
 
@@ -98,8 +98,8 @@ def test_bad_inputs_give_one_line_errors(call, error, text):
 
 def test_shipped_base_reads_cases():
     """The shipped base follows a single solved case most of the time, greedily."""
-    from labkit.policy import load_policy
-    from labkit.rollout import rollout
+    from labkit.core.policy import load_policy
+    from labkit.core.sampling import rollout
 
     policy = load_policy("tiny-cases")
     rng = random.Random(0)

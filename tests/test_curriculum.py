@@ -1,4 +1,4 @@
-"""labkit.curriculum: samplers over arms (notebook 07) against hand-computed values."""
+"""labkit.nb.n07_curriculum_bandit: samplers over arms (notebook 07) against hand-computed values."""
 import math
 import random
 from types import SimpleNamespace
@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from labkit.curriculum import (CURRICULA, SECBandit, Schedule, Uniform, boltzmann, frontier, make_sampler,
+from labkit.nb.n07_curriculum_bandit import (CURRICULA, SECBandit, Schedule, Uniform, boltzmann, frontier, make_sampler,
                                mean_abs_advantage)
-from labkit.rl import grpo_advantages
+from labkit.core.grpo import grpo_advantages
 
 A, B, C = ("carry", 0), ("carry", 1), ("carry", 2)
 
@@ -161,9 +161,9 @@ def test_bad_inputs_give_one_line_errors(make, match):
 def test_carry_mixture_teaches_only_carry_weighted_toward_few_carries():
     from collections import Counter
 
-    from labkit.policy.mixtures import load_mixture
-    from labkit.tasks import verify
-    from labkit.tasks.base import Task
+    from labkit.bases.mixtures import load_mixture
+    from labkit.core.tasks import verify
+    from labkit.core.tasks.base import Task
 
     mixture = load_mixture("carry")
     pairs = [pair for pair, _ in zip(mixture.demonstrations(0, 0.0, 0.0), range(4000))]
@@ -188,7 +188,7 @@ def test_carry_mixture_teaches_only_carry_weighted_toward_few_carries():
 
 
 def test_carry_mixture_noise_matches_the_requested_rates():
-    from labkit.policy.mixtures import load_mixture
+    from labkit.bases.mixtures import load_mixture
 
     pairs = [pair for pair, _ in zip(load_mixture("carry").demonstrations(3, 0.1, 0.2), range(3000))]
     wrong = sum(c != str(sum(int(x) for x in p.rstrip("=").split("+"))) for p, c in pairs) / len(pairs)
@@ -199,7 +199,7 @@ def test_shipped_tiny_carry_has_a_competence_gradient_over_carries():
     """Notebook 07 needs it: its model card (measured when the base was made) falls with each carry."""
     import json
 
-    from labkit.paths import MODELS_DIR
+    from labkit.core.paths import MODELS_DIR
 
     card = json.loads((MODELS_DIR / "tiny-carry" / "card.json").read_text())
     assert card["made"]["mixture"] == "carry"

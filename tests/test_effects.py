@@ -187,8 +187,8 @@ def _reusable(run_dir: Path, seed: int, code: list[str]) -> dict | None:
 def seed_results(notebook: str, effects_dir: Path) -> list[dict]:
     """results.json of each of SEEDS at workshop scale: reused from any run of this notebook
     under ``effects_dir`` that qualifies (newest first), the rest run into ``effects_dir/<NN>``."""
-    from labkit.notebooks import resolve
-    from labkit.runs import execute_seeds
+    from labkit.lab.notebooks import resolve
+    from labkit.lab.runs import execute_seeds
 
     nb = resolve(notebook)
     code = _code_cells(json.loads(nb.path.read_text()))

@@ -1,13 +1,13 @@
-"""Clip-Cov, KL-Cov and the covariance helpers (labkit.entropy) against hand-computed values."""
+"""Clip-Cov, KL-Cov and the covariance helpers (labkit.nb.n02_entropy_mechanism) against hand-computed values."""
 import math
 import random
 
 import pytest
 import torch
 
-from labkit.entropy import (CovConfig, batch_covariance, clip_cov_loss, clip_cov_select, covariance_share,
+from labkit.nb.n02_entropy_mechanism import (CovConfig, batch_covariance, clip_cov_loss, clip_cov_select, covariance_share,
                             kl_cov_loss, kl_cov_select, token_covariance)
-from labkit.rl import LossConfig, RLConfig, TokenBatch, ppo_clip_loss
+from labkit.core.grpo import LossConfig, RLConfig, TokenBatch, ppo_clip_loss
 
 
 def _tb(logp, old, adv, mask=None, entropy=None, ref=None, grad=True):
@@ -261,13 +261,13 @@ def test_kl_cov_adds_the_entropy_bonus_like_ppo():
     (kl_cov_loss, CovConfig(kl_cov_ratio=0.2, kl_cov_coef=5.0)),
 ])
 def test_losses_run_in_grpo_step(loss_fn, cfg):
-    from labkit.policy import shipped_models
+    from labkit.core.policy import shipped_models
 
     if "tiny" not in shipped_models():
         pytest.skip("the shipped tiny checkpoint is not there yet")
-    from labkit.policy import load_policy
-    from labkit.rl import grpo_step
-    from labkit.tasks import parse_arms, sample_task
+    from labkit.core.policy import load_policy
+    from labkit.core.grpo import grpo_step
+    from labkit.core.tasks import parse_arms, sample_task
 
     torch.manual_seed(0)
     policy = load_policy("tiny", device="cpu")

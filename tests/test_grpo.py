@@ -4,10 +4,10 @@ import random
 import pytest
 import torch
 
-from labkit.policy import load_policy
-from labkit.rl import LossConfig, RLConfig, drgrpo_advantages, grpo_step, ppo_clip_loss
-from labkit.policy.pretrain import encode_batch
-from labkit.tasks import make_tasks, parse_arms, sample_task
+from labkit.core.policy import load_policy
+from labkit.core.grpo import LossConfig, RLConfig, drgrpo_advantages, grpo_step, ppo_clip_loss
+from labkit.bases.pretrain import encode_batch
+from labkit.core.tasks import make_tasks, parse_arms, sample_task
 
 STANDARD_METRICS = {"reward/mean", "acc", "entropy", "kl", "clipfrac", "grad_norm", "len/mean",
                     "frac_zero_std", "time/step"}

@@ -1,20 +1,20 @@
-"""labkit.hints: hint levels, hinted prompts, self-hint hygiene, hint writing with retries, hinted
+"""labkit.nb.n05_self_hinting: hint levels, hinted prompts, self-hint hygiene, hint writing with retries, hinted
 re-rolls within a step (the authors' `sage` mode) and the unhinted re-roll control at a matched budget."""
 import dataclasses
 
 import pytest
 import torch
 
-import labkit.hints as hints_module
+import labkit.nb.n05_self_hinting as hints_module
 
-from labkit.hints import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, WRITE_ATTEMPTS, hint_request, hinted_accuracy,
+from labkit.nb.n05_self_hinting import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, WRITE_ATTEMPTS, hint_request, hinted_accuracy,
                           hinted_prompt, procedural_hint, resample_all_wrong, roll_with_hints, training_pool,
                           usable_hint, write_hints)
-from labkit.policy import load_policy
-from labkit.rollout import concat_rollouts
-from labkit.policy.tokenizer import CHARACTERS
-from labkit.rollout import completion_logprobs, rollout
-from labkit.tasks import Task, make_tasks, verify
+from labkit.core.policy import load_policy
+from labkit.core.sampling import concat_rollouts
+from labkit.core.policy.tokenizer import CHARACTERS
+from labkit.core.sampling import completion_logprobs, rollout
+from labkit.core.tasks import Task, make_tasks, verify
 
 
 def countdown(prompt, answer):
@@ -130,7 +130,7 @@ def test_plain_grpo_rolls_once_and_bad_inputs_fail(policy):
 # ---- scripted sampling: which groups are re-rolled, with what, and what they cost
 
 class Scripted:
-    """Stands in for labkit.hints.rollout: real tensors from the tiny policy, scripted texts.
+    """Stands in for labkit.nb.n05_self_hinting.rollout: real tensors from the tiny policy, scripted texts.
     solve(prompt) -> True: the completion is the task's reference answer, else a wrong one;
     write(request, attempt) -> the text written for a hint request."""
 
@@ -280,7 +280,7 @@ def test_training_pool_is_deterministic_and_off_the_eval_seed():
 
 
 def test_hints_mixture_teaches_reading_and_writing():
-    from labkit.policy.mixtures import load_mixture
+    from labkit.bases.mixtures import load_mixture
 
     stream = load_mixture("hints").demonstrations(0, 0.0, 0.0)
     pairs = [next(stream) for _ in range(400)]
@@ -298,7 +298,7 @@ def test_hints_mixture_teaches_reading_and_writing():
 def test_pretrain_init_continues_from_a_checkpoint(tmp_path):
     import json
 
-    from labkit.policy.pretrain import pretrain
+    from labkit.bases.pretrain import pretrain
 
     out = pretrain(steps=1, batch_size=2, lr=1e-12, out=tmp_path / "m", mixture="hints", init="tiny", log_every=1)
     settings = json.loads((out / "pretraining.json").read_text())["settings"]

@@ -14,8 +14,10 @@ import pytest
 import torch
 
 import labkit
-from labkit import live, notebooks, params
-from labkit.params import ParameterError, check_choice, check_float, check_int, setup
+from labkit.lab import live, notebooks
+from labkit.lab import session as params
+from labkit.core.checks import ParameterError, check_choice, check_float, check_int
+from labkit.lab.session import setup
 
 
 @pytest.fixture(autouse=True)
@@ -223,9 +225,9 @@ def test_record_rejects_bad_input():
 
 
 def test_record_stays_the_function_after_the_module_is_imported():
-    import labkit.recording  # the module has its own name, so it cannot shadow labkit.record
+    import labkit.lab.record  # the module has its own name, so it cannot shadow labkit.record
 
-    assert labkit.record is labkit.recording.record
+    assert labkit.record is labkit.lab.record.record
     labkit.record("x", 1)
     labkit.record("y", 2)  # no run dir: display only (a no-op outside a kernel)
 
@@ -407,7 +409,7 @@ def test_check_notebook_finds_each_problem(tmp_path):
         _write_nb(tmp_path / "06.ipynb", papers=())))
     problems = notebooks.check_notebook(_write_nb(tmp_path / "08.ipynb", papers=("nope",)))
     if notebooks._paper_ids() is not None:
-        assert problems == ["metadata labkit.papers has ids unknown to labkit.papers: nope"]
+        assert problems == ["metadata labkit.lab.papers has ids unknown to labkit.lab.papers: nope"]
 
 
 def test_readme_notebook_table_is_current():
@@ -415,13 +417,13 @@ def test_readme_notebook_table_is_current():
     block = notebooks.readme_block(readme.read_text(encoding="utf-8"))
     assert block is not None, "README.md lost its notebooks:begin/end markers"
     assert block == notebooks.table_markdown(), (
-        "README.md's notebook table is stale: run `python -m labkit.notebooks --update-readme`")
+        "README.md's notebook table is stale: run `python -m labkit.lab.notebooks --update-readme`")
 
 
 # ---------------------------------------------------------------------------- CLI
 
 def test_cli_list_json(capsys):
-    from labkit.cli import main
+    from labkit.lab.cli import main
 
     assert main(["list", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -446,7 +448,7 @@ def test_cli_list_json(capsys):
     (["results", "/no/such/run"], "no such notebook or run directory: /no/such/run"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv, fragment, capsys):
-    from labkit.cli import main
+    from labkit.lab.cli import main
 
     if argv[:2] == ["run", "00"] and not any(i.number == "00" for i in notebooks.discover()):
         pytest.skip("needs notebooks/00_*.ipynb")
@@ -456,7 +458,7 @@ def test_cli_bad_input_is_one_line_exit_2(argv, fragment, capsys):
 
 
 def test_console_script_exit_code():
-    p = subprocess.run([sys.executable, "-m", "labkit.cli", "run", "nope"],
+    p = subprocess.run([sys.executable, "-m", "labkit.lab.cli", "run", "nope"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: unknown notebook 'nope'")
     assert p.stderr.count("\n") == 1
@@ -484,7 +486,7 @@ def test_svg_draws_numpy_arrays_like_lists():
     import numpy as np
     import plotly.graph_objects as go
 
-    from labkit.live import to_svg
+    from labkit.lab.live import to_svg
 
     as_numpy = to_svg(go.Figure(go.Scatter(x=np.arange(4), y=np.array([1.0, 3.0, 2.0, 5.0]))))
     as_lists = to_svg(go.Figure(go.Scatter(x=[0, 1, 2, 3], y=[1.0, 3.0, 2.0, 5.0])))

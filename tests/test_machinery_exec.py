@@ -8,8 +8,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import labkit
-from labkit.cli import main
-from labkit.runs import execute, execute_seeds, summarize
+from labkit.lab.cli import main
+from labkit.lab.runs import execute, execute_seeds, summarize
 
 TINY = [
     '# 99 · Tiny\nA notebook made by the tests.',
@@ -17,7 +17,7 @@ TINY = [
     'import os, random, torch\nimport labkit\n'
     'run = labkit.setup(scale=scale, seed=seed, device=device)\n'
     'steps = run.pick(steps, smoke=3, workshop=10, gpu=100, min=1)',
-    'from labkit.live import LivePlot\nplot = LivePlot(["loss", "acc"], title="tiny")\n'
+    'from labkit.lab.live import LivePlot\nplot = LivePlot(["loss", "acc"], title="tiny")\n'
     'for step in range(steps):\n'
     '    run.log(step, {"loss": torch.tensor(1.0 / (step + 1)), "acc": step / steps})\n'
     '    plot.update(step, {"loss": 1.0 / (step + 1), "acc": step / steps}, series="a")\n'

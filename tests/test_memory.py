@@ -1,4 +1,4 @@
-"""labkit.memory: hand-computed retrieval and updates (of every memory in the context), merging,
+"""labkit.nb.n22_value_aware_memory: hand-computed retrieval and updates (of every memory in the context), merging,
 stored failures, the selector hook, the per-family bandit, bad inputs."""
 import math
 import random
@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from labkit.memory import FamilyBandit, Memory, ngram_embedding, zscore
+from labkit.nb.n22_value_aware_memory import FamilyBandit, Memory, ngram_embedding, zscore
 
 
 def unit(*v):

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from labkit.notebooks import check_notebook, discover
-from labkit.runs import execute
+from labkit.lab.notebooks import check_notebook, discover
+from labkit.lab.runs import execute
 from test_effects import claims_of  # tests/ is on sys.path under pytest's default (prepend) import mode
 
 NOTEBOOKS = discover()

@@ -1,10 +1,10 @@
-"""The paper registry (labkit.papers): contents, errors, and the notebooks' paper declarations."""
+"""The paper registry (labkit.lab.papers): contents, errors, and the notebooks' paper declarations."""
 import json
 
 import pytest
 
-from labkit import papers
-from labkit.paths import NOTEBOOKS_DIR
+from labkit.lab import papers
+from labkit.core.paths import NOTEBOOKS_DIR
 
 # The 53 ids of papers.md, copied here on purpose: CI has no ../shared to read them from.
 PAPERS_MD_IDS = [

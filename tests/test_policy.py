@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from labkit.policy import PRESETS, Policy, add_lora, build_tokenizer, count_parameters, load_policy, make_model
+from labkit.core.policy import PRESETS, Policy, add_lora, build_tokenizer, count_parameters, load_policy, make_model
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,18 @@
 """The polychromic objective, its marginal advantage, vine sampling and the set evaluation
-(labkit.polychromic) against hand-computed values."""
+(labkit.nb.n03_polychromic) against hand-computed values."""
 import copy
 import random
 
 import pytest
 import torch
 
-from labkit.policy import load_policy
-from labkit.polychromic import (SetEvaluation, VineConfig, answer_key, countdown_key, diversity,
+from labkit.core.policy import load_policy
+from labkit.nb.n03_polychromic import (SetEvaluation, VineConfig, answer_key, countdown_key, diversity,
                                 evaluate_sets, marginal_advantages, polychromic_objective,
                                 polychromic_step, set_indices, vine_sample)
-from labkit.rl import RLConfig, grpo_advantages
-from labkit.rollout import completion_logprobs, concat_rollouts, rollout
-from labkit.tasks import make_tasks
+from labkit.core.grpo import RLConfig, grpo_advantages
+from labkit.core.sampling import completion_logprobs, concat_rollouts, rollout
+from labkit.core.tasks import make_tasks
 
 
 @pytest.fixture(scope="module")

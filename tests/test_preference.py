@@ -1,16 +1,16 @@
-"""labkit.preference: oracles, the SPPO / DPO losses, SPO rewards, the Bradley-Terry reward model."""
+"""labkit.nb.n18_self_play_preference: oracles, the SPPO / DPO losses, SPO rewards, the Bradley-Terry reward model."""
 import math
 
 import pytest
 import torch
 
-from labkit.preference import (OTHER, STYLES, BradleyTerryOracle, BradleyTerryRewardModel, CountingOracle,
+from labkit.nb.n18_self_play_preference import (OTHER, STYLES, BradleyTerryOracle, BradleyTerryRewardModel, CountingOracle,
                                CyclicStyleOracle, answer_value, dpo_loss, group_reward_step, matrix_queries,
                                mean_mix, minimax_mixture, oracle_pairs, pearson, preference_matrix, quality,
                                self_play_pairs, sequence_logprob, sequence_logprobs_of, sppo_loss, spo_rewards,
                                style_mix, style_of, total_variation, train_on_rows, win_proportion,
                                win_rate_vs_policy)
-from labkit.tasks import Task, make_tasks
+from labkit.core.tasks import Task, make_tasks
 
 TASK = Task(prompt="17+38=", answer="55", category="add", difficulty=2, world="arithmetic", meta={})
 
@@ -295,14 +295,14 @@ def test_bad_inputs_raise_one_line_value_errors():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from labkit.policy import load_policy
+    from labkit.core.policy import load_policy
     torch.manual_seed(0)
     return load_policy("tiny", device="cpu")
 
 
 def test_group_reward_step_is_deterministic(tiny):
     import copy
-    from labkit.rl import RLConfig
+    from labkit.core.grpo import RLConfig
     tasks = make_tasks("add", 1, 2, seed=1000)
     cfg = RLConfig(group_size=4, max_new_tokens=6)
     outs = []
@@ -319,7 +319,7 @@ def test_group_reward_step_is_deterministic(tiny):
 
 def test_sppo_training_moves_log_ratios_toward_their_targets(tiny):
     import copy
-    from labkit.rollout import rollout
+    from labkit.core.sampling import rollout
     policy = copy.deepcopy(tiny)
     torch.manual_seed(0)
     batch = rollout(policy, [t.prompt for t in make_tasks("add", 2, 8, seed=1000)], max_new_tokens=6)  # 8 prompts:
@@ -341,7 +341,7 @@ def test_sppo_training_moves_log_ratios_toward_their_targets(tiny):
 def test_styles_mixture_teaches_the_three_styles_in_its_stated_shares():
     import itertools
 
-    from labkit.policy.mixtures import load_mixture
+    from labkit.bases.mixtures import load_mixture
     mixture = load_mixture("styles")
     pairs = list(itertools.islice(mixture.demonstrations(0, 0.0, 0.0), 3000))
     assert pairs[:50] == list(itertools.islice(mixture.demonstrations(0, 0.0, 0.0), 50))  # seeded

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from labkit.policy.mixtures import load_mixture, mixture_names
-from labkit.policy.mixtures.default import demonstrations as demonstration_stream
-from labkit.policy.pretrain import demonstration, main, near_miss, pretrain
-from labkit.tasks import make_tasks, verify
+from labkit.bases.mixtures import load_mixture, mixture_names
+from labkit.bases.mixtures.default import demonstrations as demonstration_stream
+from labkit.bases.pretrain import demonstration, main, near_miss, pretrain
+from labkit.core.tasks import make_tasks, verify
 
 
 def test_noise_is_what_the_verifier_rejects():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import params
-from labkit.cli import main
-from labkit.params import ParameterError
+from labkit.lab import session as params
+from labkit.lab.cli import main
+from labkit.core.checks import ParameterError
 
 LABKIT = Path(labkit.__file__).resolve().parent
 # Loaders that may run code shipped with a checkpoint unless told not to.
@@ -71,7 +71,7 @@ def test_the_checker_catches_a_missing_or_true_flag(tmp_path):
 
 
 def test_the_policy_and_vision_loaders_are_found_and_still_load():
-    assert {"policy/loading.py", "vision/model.py"} <= set(_sources_with_loaders())
+    assert {"core/policy/loading.py", "core/vision/model.py"} <= set(_sources_with_loaders())
     pol = labkit.load_policy("tiny")
     assert pol.model.config.model_type == "llama"
     assert "trust_remote_code" not in pol.model.config.to_dict()
@@ -121,7 +121,7 @@ def test_non_finite_p_values_are_refused_before_a_kernel(tmp_path, capsys, comma
 
 
 def test_finite_values_and_strings_that_look_numeric_still_parse():
-    from labkit.cli import _parse_value
+    from labkit.lab.cli import _parse_value
 
     assert _parse_value("3e-4") == 3e-4 and _parse_value("[1, 2.5]") == [1, 2.5]
     assert _parse_value("nano") == "nano" and _parse_value("info") == "info"
@@ -129,7 +129,7 @@ def test_finite_values_and_strings_that_look_numeric_still_parse():
 
 
 def test_negative_scientific_values_reach_the_notebook_checks(tmp_path):
-    from labkit.cli import build_parser
+    from labkit.lab.cli import build_parser
 
     nb = str(_notebook(tmp_path))
     args = build_parser().parse_args(["run", nb, "-p", "lr", "-3e-4", "-p", "x", "-2"])
@@ -139,7 +139,7 @@ def test_negative_scientific_values_reach_the_notebook_checks(tmp_path):
 
 
 def test_non_finite_values_are_refused_by_the_python_api_too(tmp_path):
-    from labkit.runs import check_params
+    from labkit.lab.runs import check_params
 
     nb = _notebook(tmp_path)
     for bad in (math.nan, math.inf, [1.0, -math.inf], {"a": math.nan}):
@@ -188,7 +188,7 @@ def test_bad_timeout_is_one_line_exit_2(tmp_path, capsys, command, value, fragme
 
 
 def test_timeout_accepts_fractions():
-    from labkit.params import check_timeout
+    from labkit.core.checks import check_timeout
 
     assert check_timeout(1.5) == 1.5 and check_timeout(2) == 2.0 and check_timeout(None) is None
     with pytest.raises(ParameterError, match="timeout must be a finite number > 0"):
@@ -210,7 +210,7 @@ def test_arms_are_checked_without_expanding_them(tmp_path, capsys, command, valu
 
 
 def test_an_enormous_sweep_grid_is_refused_before_expanding(tmp_path, capsys):
-    from labkit.sweep import MAX_CELLS, expand_grid
+    from labkit.lab.sweep import MAX_CELLS, expand_grid
 
     nb = _notebook(tmp_path)
     values = [str(i) for i in range(101)]
@@ -307,7 +307,7 @@ def test_results_of_the_out_directory_with_one_run(tmp_path, capsys):
 
 
 def test_results_of_the_out_directory_with_one_group(tmp_path, capsys):
-    from labkit.runs import write_summary
+    from labkit.lab.runs import write_summary
 
     group = tmp_path / "out" / "20260101-000000-smoke-seeds0-1-1-abcdef"
     group.mkdir(parents=True)
@@ -338,14 +338,14 @@ def test_results_of_an_empty_directory_says_what_is_expected(tmp_path, capsys):
 def test_record_time_keeps_timings_out_of_results(tmp_path):
     run = labkit.setup(scale="smoke", seed=0)
     labkit.record("acc", 0.5)
-    assert labkit.recording.record_time("train_minutes", 1.25) is None
-    labkit.recording.record_time("eval_s", 3)
+    assert labkit.lab.record.record_time("train_minutes", 1.25) is None
+    labkit.lab.record.record_time("eval_s", 3)
     assert json.loads((run.dir / "results.json").read_text()) == {"acc": 0.5}
     assert json.loads((run.dir / "timings.json").read_text()) == {"train_minutes": 1.25,
                                                                    "eval_s": 3.0}
     assert run.timings == {"train_minutes": 1.25, "eval_s": 3.0}
     assert not list(run.dir.glob(".*.tmp"))          # written atomically, nothing left over
-    from labkit.recording import read_timings
+    from labkit.lab.record import read_timings
 
     assert read_timings(run.dir) == {"train_minutes": 1.25, "eval_s": 3.0}
 
@@ -362,7 +362,7 @@ def test_record_time_keeps_timings_out_of_results(tmp_path):
 def test_record_time_rejects_bad_input(name, seconds, message):
     run = labkit.setup(scale="smoke", seed=0)
     with pytest.raises(ValueError) as e:
-        labkit.recording.record_time(name, seconds)
+        labkit.lab.record.record_time(name, seconds)
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not (run.dir / "timings.json").exists()
 
@@ -379,7 +379,7 @@ def test_results_shows_timings_apart(tmp_path, capsys):
 
 
 def test_missing_records_match_names_exactly():
-    from labkit.notebooks import missing_records
+    from labkit.lab.notebooks import missing_records
 
     assert missing_records(["a", "b", "c"], {"b": 1}) == ["a", "c"]
     assert missing_records(["acc"], {"acc_after": 1}) == ["acc"]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.cli import main
+from labkit.lab.cli import main
 from notebook_factory import write_notebook  # tests/ is on sys.path under pytest
-from labkit.runs import execute
+from labkit.lab.runs import execute
 
 PARAMS = 'scale = "workshop"\nseed = 0\ndevice = "auto"\nx = 1\nhold = ""\nhold_on = None'
 # While ``hold`` exists and x == hold_on, the cell waits, with the kernel's pid in
@@ -86,7 +86,7 @@ def start_cli(argv, tmp_path):
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     for d in ("TMPDIR", "JUPYTER_RUNTIME_DIR"):
         Path(env[d]).mkdir(parents=True, exist_ok=True)
-    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", *argv], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "labkit.lab.cli", *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     return p, env
 
@@ -184,7 +184,7 @@ def test_sigterm_stops_a_sweep_which_then_resumes(nb, tmp_path, capsys):
 # ---------------------------------------------------------------------------- errors in notebooks
 
 CHECKED = '''import time
-from labkit.params import check_int
+from labkit.core.checks import check_int
 x = check_int("x", x, min=-5)              # a ParameterError below -5
 if x < 0:
     raise ValueError(f"x must be >= 0; got {x}")
@@ -259,7 +259,7 @@ SEEDED = [
     'labkit.record("y", losses[-1])\nlabkit.record("curve", losses[::5])\n'
     'labkit.record("w", w.detach().squeeze(1))\n'
     'labkit.record("draws", [random.random(), float(np.random.rand()), hash("labkit")])\n'
-    'from labkit.recording import record_time\n'
+    'from labkit.lab.record import record_time\n'
     'record_time("train_s", time.perf_counter() - t0)',
 ]
 

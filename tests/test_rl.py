@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from labkit.rl import (LossConfig, RLConfig, TokenBatch, aggregate, drgrpo_advantages, grpo_advantages,
+from labkit.core.grpo import (LossConfig, RLConfig, TokenBatch, aggregate, drgrpo_advantages, grpo_advantages,
                        k3_kl, ppo_clip_loss, rloo_advantages)
 
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from labkit.policy import Policy, build_tokenizer, make_model
-from labkit.rl import subset
-from labkit.rollout import completion_logprobs, draw, rollout
+from labkit.core.policy import Policy, build_tokenizer, make_model
+from labkit.core.grpo import subset
+from labkit.core.sampling import completion_logprobs, draw, rollout
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_bad_arguments(policy, kwargs, match):
 
 
 def test_entropy_ignores_masked_tokens_instead_of_giving_nan():
-    from labkit.rollout import entropy_of
+    from labkit.core.sampling import entropy_of
 
     logits = torch.tensor([[0.0, 0.0, float("-inf")], [0.0, 0.0, 0.0]])
     h = entropy_of(logits.log_softmax(-1))

@@ -1,12 +1,12 @@
-"""SPEAR's schedules, tool-call reward, baseline recalibration and replay buffer (labkit.spear)."""
+"""SPEAR's schedules, tool-call reward, baseline recalibration and replay buffer (labkit.nb.n04_self_imitation)."""
 import math
 import random
 
 import pytest
 import torch
 
-from labkit.rl import grpo_advantages
-from labkit.spear import BaselineBuffer, ReplayBuffer, sil_weight, toolcall_reward, toolcall_weight
+from labkit.core.grpo import grpo_advantages
+from labkit.nb.n04_self_imitation import BaselineBuffer, ReplayBuffer, sil_weight, toolcall_reward, toolcall_weight
 
 
 def test_sil_weight_cosine_ramp_by_hand():

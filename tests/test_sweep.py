@@ -1,4 +1,4 @@
-"""Sweeps (labkit.sweep, `labkit sweep`): grid expansion, aggregation, resuming, failing
+"""Sweeps (labkit.lab.sweep, `labkit sweep`): grid expansion, aggregation, resuming, failing
 cells, Ctrl-C, the figure, the Ray executor, and one-line errors for bad input. The
 notebooks are tiny (no torch, no labkit.setup), so each cell takes about a second."""
 import json
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from labkit.cli import main
+from labkit.lab.cli import main
 from notebook_factory import write_notebook  # tests/ is on sys.path under pytest
-from labkit.params import ParameterError
-from labkit.runs import RunResult, RunSpec, summarize
-from labkit.sweep import expand_grid, setting_name, sweep_figure, write_figure
+from labkit.core.checks import ParameterError
+from labkit.lab.runs import RunResult, RunSpec, summarize
+from labkit.lab.sweep import expand_grid, setting_name, sweep_figure, write_figure
 
 PARAMS = ('scale = "workshop"\nseed = 0\ndevice = "auto"\nx = 1\ncounter = ""\n'
           'fail_on = None\nhold = ""\nhold_on = None')
@@ -83,8 +83,8 @@ def test_expand_grid_is_the_cartesian_product_in_order():
 
 
 def test_setting_names_are_readable_and_distinct(nb, tmp_path):
-    from labkit.notebooks import info
-    from labkit.sweep import default_sweep_dir
+    from labkit.lab.notebooks import info
+    from labkit.lab.sweep import default_sweep_dir
 
     assert default_sweep_dir(info(nb), "smoke", {"x": [1], "lr": [2]}) == (
         tmp_path / "runs" / "98_sweepable" / "sweep-smoke-x-lr")
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_cleanly_keeps_finished_cells_and_resumes(nb, tmp_path, cap
     argv = ["sweep", str(nb), "--scale", "smoke", "-p", "x", "1", "2", "-p", "hold", str(hold),
             "-p", "hold_on", "2", "-p", "counter", str(counter), "--out", str(out),
             "--workers", "2"]
-    p = subprocess.Popen([sys.executable, "-m", "labkit.cli", *argv], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "labkit.lab.cli", *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     done_cell = out / setting_name({"x": 1, "hold": str(hold), "hold_on": 2,
                                     "counter": str(counter)}) / "seed0" / "run.json"
@@ -296,7 +296,7 @@ def test_ray_executor_end_to_end(nb, tmp_path, capsys):
 
 def test_ray_cells_at_gpu_scale_request_a_gpu(nb, tmp_path):
     ray = pytest.importorskip("ray")
-    from labkit.sweep import run_sweep
+    from labkit.lab.sweep import run_sweep
 
     # a Ray we started, with one (logical) GPU: the sweep uses it and leaves it running
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from labkit.paths import EVAL_DIR
-from labkit.tasks import (CATEGORIES, DIFFICULTIES, EVAL_SEED, EVAL_SETS, MAX_ANSWER_CHARS,
+from labkit.core.paths import EVAL_DIR
+from labkit.core.tasks import (CATEGORIES, DIFFICULTIES, EVAL_SEED, EVAL_SETS, MAX_ANSWER_CHARS,
                           MAX_PROMPT_CHARS, WORLDS, Task, Verdict, eval_prompts, load_eval_set,
                           make_tasks, sample_task, verify)
 
@@ -304,7 +304,7 @@ def test_eval_sets_match_the_generator_and_verify():
         regenerated = [t for category, (levels, n) in spec.items() for d in levels
                        for t in make_tasks(category, d, n, seed=EVAL_SEED)]
         shipped = load_eval_set(name)
-        assert shipped == regenerated, f"{name}: run python -m labkit.tasks.make_eval_sets"
+        assert shipped == regenerated, f"{name}: run python -m labkit.core.tasks.make_eval_sets"
         for task in shipped:
             assert len(task.prompt) <= MAX_PROMPT_CHARS and len(task.answer) <= MAX_ANSWER_CHARS
             assert task.prompt.isascii() and task.prompt.isprintable()

@@ -1,14 +1,14 @@
-"""The calculator tool (labkit.tools): safe parser, call format, tool-using rollout, collate."""
+"""The calculator tool (labkit.core.calculator): safe parser, call format, tool-using rollout, collate."""
 import builtins
 
 import pytest
 import torch
 from types import SimpleNamespace
 
-from labkit.policy import Policy, build_tokenizer, load_policy
-from labkit.rollout import completion_logprobs
-from labkit.tasks import Task
-from labkit.tools import (after_reply_mask, calculate, collate, count_calls, final_answer, format_call, split_rollout,
+from labkit.core.policy import Policy, build_tokenizer, load_policy
+from labkit.core.sampling import completion_logprobs
+from labkit.core.tasks import Task
+from labkit.core.calculator import (after_reply_mask, calculate, collate, count_calls, final_answer, format_call, split_rollout,
                           tool_output, tool_rollout, verify_with_tools)
 
 
@@ -144,7 +144,7 @@ def test_split_and_collate_roundtrip(tiny):
 
 
 def test_evaluate_with_tools_counts_calls_and_answers():
-    from labkit.tools import evaluate_with_tools
+    from labkit.core.calculator import evaluate_with_tools
     policy = _scripted(["[2*3]xxx6$", "5$", "[2*3]xxx7$", "6$"])
     ev = evaluate_with_tools(policy, [_task("2*3=", "6"), _task("2*3=", "6")], samples=2, temperature=0.0)
     assert ev.called == [True, False, True, False] and ev.right == [True, False, False, True]
@@ -200,7 +200,7 @@ def test_tool_rollout_one_operation_calculator():
 
 
 def test_chain_task_by_hand_and_bad_inputs():
-    from labkit.tools import chain_task
+    from labkit.core.calculator import chain_task
     task = chain_task(23, 45, 7)
     assert (task.prompt, task.answer, task.category, task.difficulty) == ("23*45+7=", "1042", "mul", 2)
     assert task.meta == {"a": 23, "b": 45, "c": 7, "chain": "+"}
@@ -214,7 +214,7 @@ def test_chain_task_by_hand_and_bad_inputs():
 
 def test_sample_chain_task_is_deterministic_and_in_range():
     import random
-    from labkit.tools import sample_chain_task
+    from labkit.core.calculator import sample_chain_task
     first = [sample_chain_task(d, random.Random(3)) for d in (1, 2, 3, 4)]
     assert first == [sample_chain_task(d, random.Random(3)) for d in (1, 2, 3, 4)]
     rng = random.Random(0)
@@ -228,8 +228,8 @@ def test_sample_chain_task_is_deterministic_and_in_range():
 
 
 def test_chain_eval_tasks_follow_the_eval_set():
-    from labkit.tasks import load_eval_set
-    from labkit.tools import chain_eval_tasks
+    from labkit.core.tasks import load_eval_set
+    from labkit.core.calculator import chain_eval_tasks
     tasks = chain_eval_tasks((2, 3))
     products = [t for t in load_eval_set("arithmetic") if t.category == "mul" and t.difficulty in (2, 3)]
     assert len(tasks) == len(products) == 100

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import labkit
-from labkit.verdicts import verdict
+from labkit.lab.verdicts import verdict
 
 
 @pytest.fixture

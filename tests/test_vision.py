@@ -1,17 +1,17 @@
-"""labkit.vision: the visual world, its verifier, Vision-SR1's reward, the TinyVLM and its rollout."""
+"""labkit.core.vision: the visual world, its verifier, Vision-SR1's reward, the TinyVLM and its rollout."""
 import random
 import time
 
 import pytest
 import torch
 
-from labkit.policy.loading import resolve_checkpoint
-from labkit.policy.tokenizer import build_tokenizer
-from labkit.rl import LossConfig, RLConfig, k3_kl
-from labkit.vision.evaluate import second_pass
-from labkit.vision.model import TinyVLM, load_vlm, make_vlm
-from labkit.vision.rollout import frozen_copy, vlm_completion_logprobs, vlm_rollout, vlm_update
-from labkit.vision.world import (COLOURS, IMAGE, METHOD_WEIGHTS, answer_from_counts, completion_text,
+from labkit.core.policy.loading import resolve_checkpoint
+from labkit.core.policy.tokenizer import build_tokenizer
+from labkit.core.grpo import LossConfig, RLConfig, k3_kl
+from labkit.core.vision.evaluate import second_pass
+from labkit.core.vision.model import TinyVLM, load_vlm, make_vlm
+from labkit.core.vision.rollout import frozen_copy, vlm_completion_logprobs, vlm_rollout, vlm_update
+from labkit.core.vision.world import (COLOURS, IMAGE, METHOD_WEIGHTS, answer_from_counts, completion_text,
                                  counterbias_tasks, describe, description_accurate, images_of, make_tasks,
                                  noisy_description, parse_description, render, reward, sample_task, text_only_correct,
                                  text_only_prompt, verify)
@@ -333,7 +333,7 @@ def _more_answers(rows, text):
 def test_coldstart_text_only_stream_has_no_shortcut():
     """Image examples keep the language shortcut (90% `y` on `more`); text-only examples are balanced,
     so the text-only reader must read the description: a shortcut reader fails every counter-bias task."""
-    from labkit.vision.coldstart import batches
+    from labkit.bases.vision_coldstart import batches
 
     stream = batches(0, 64, 0.3, 0.3, "asked", 0.9)
     image, text = [], []
@@ -362,7 +362,7 @@ def test_coldstart_text_only_stream_has_no_shortcut():
 
 
 def test_coldstart_rejects_bad_settings(tmp_path):
-    from labkit.vision.coldstart import main
+    from labkit.bases.vision_coldstart import main
 
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "m"), "--text-shortcut", "1.5"])
@@ -378,7 +378,7 @@ def test_text_only_prompt_is_question_then_description():
 def test_coldstart_reading_phase_is_text_only_and_balanced():
     """The reading phase: text-only rows, each answer the one its (possibly noisy) description implies,
     `more` answers balanced; deterministic from the seed and not the mixed stream's rows."""
-    from labkit.vision.coldstart import batches, reading_batches
+    from labkit.bases.vision_coldstart import batches, reading_batches
 
     stream = reading_batches(0, 64, 0.3, "asked")
     rows = []
@@ -401,7 +401,7 @@ def test_coldstart_reading_phase_is_text_only_and_balanced():
 def test_reading_rate_scores_the_reader_per_kind(tiny):
     """reading_rate: the second pass from ground-truth descriptions, per kind; a model that always
     answers the right digit would score 1, an untrained one scores what its guesses hit."""
-    from labkit.vision.evaluate import reading_rate
+    from labkit.core.vision.evaluate import reading_rate
 
     model, tokenizer = tiny
     tasks = make_tasks(12, 0)
@@ -418,7 +418,7 @@ def test_reading_rate_scores_the_reader_per_kind(tiny):
 # --------------------------------------------------------------------------------------------- cold start recipe
 
 def test_coldstart_rejects_bad_recipe_flags(tmp_path):
-    from labkit.vision.coldstart import main
+    from labkit.bases.vision_coldstart import main
 
     for flags in (["--init", str(tmp_path / "no-such-base")], ["--reading-lr", "0"], ["--lr", "-1e-3"],
                   ["--reading-steps", "-1"]):
@@ -432,7 +432,7 @@ def test_init_copies_a_text_base_and_rejects_others(tiny, tmp_path):
     a checkpoint that is not a Llama text base is refused with a one-line ValueError."""
     from transformers import LlamaForCausalLM
 
-    from labkit.vision.coldstart import init_language_model
+    from labkit.bases.vision_coldstart import init_language_model
 
     model, tokenizer = tiny
     fresh = make_vlm(tokenizer)
@@ -452,7 +452,7 @@ READING_TEST_STEPS, READING_TEST_LR = 150, 3e-3
 
 
 def _small_coldstart(out, **kw):
-    from labkit.vision.coldstart import coldstart
+    from labkit.bases.vision_coldstart import coldstart
 
     settings = dict(steps=2, batch_size=8, reading_steps=3, log_every=1, init="tiny-calc")
     settings.update(kw)
@@ -486,9 +486,9 @@ def test_the_reading_stage_teaches_the_reader_to_read():
     the text-only reader by more than 20 points on every kind over what the base reads from ground-truth
     descriptions. (That the full stage reads > 0.9 on every kind is checked on the shipped checkpoint, in
     notebook 12.)"""
-    from labkit.policy.tokenizer import build_tokenizer
-    from labkit.vision.coldstart import _adamw, _train_steps, init_language_model, reading_batches
-    from labkit.vision.evaluate import reading_rate
+    from labkit.core.policy.tokenizer import build_tokenizer
+    from labkit.bases.vision_coldstart import _adamw, _train_steps, init_language_model, reading_batches
+    from labkit.core.vision.evaluate import reading_rate
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()

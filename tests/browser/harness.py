@@ -1,7 +1,7 @@
 """Drive JupyterLab in headless Chromium: open a notebook, run all cells, watch its live figures.
 
 The browser suite (``pytest -m browser``, files in this folder) proves what papermill cannot:
-that a learner in JupyterLab sees the live plotly figure (``labkit.live.LivePlot``) appear and
+that a learner in JupyterLab sees the live plotly figure (``labkit.lab.live.LivePlot``) appear and
 move. One notebook is one line of ``NOTEBOOKS`` in ``test_jupyterlab.py``::
 
     pytest.param("01_tiny_reasoner", {"scale": "smoke", "steps": 40}, marks=needs_tiny),
@@ -67,7 +67,7 @@ BAD_OUTPUT_TEXTS = [
     "Error displaying widget",
     "Failed to load model class",
     "Failed to create view",
-    "no live widget",           # labkit.live.LivePlot's fallback warning
+    "no live widget",           # labkit.lab.live.LivePlot's fallback warning
     "anywidget is not installed",
     "Please install anywidget",  # plotly's own FigureWidget message
 ]
@@ -560,7 +560,7 @@ def _drive(page, lab, run, path, out_dir, *, live, timeout, sample_every):
     # The kernel is this environment's python and knows it was started by a Jupyter server.
     probe = page.evaluate(_JS_KERNEL_EXEC, [path, (
         "import json, os, sys\n"
-        "from labkit.live import live_mode\n"
+        "from labkit.lab.live import live_mode\n"
         "print(json.dumps({'executable': sys.executable, 'prefix': sys.prefix,\n"
         "                  'JPY_SESSION_NAME': os.environ.get('JPY_SESSION_NAME'),\n"
         "                  'live_mode': live_mode()}))\n")])
@@ -572,7 +572,7 @@ def _drive(page, lab, run, path, out_dir, *, live, timeout, sample_every):
         raise AssertionError(f"the kernel runs {run.kernel_info['executable']}, "
                              f"not this environment's python ({sys.executable})")
     if live and not run.kernel_info["live_mode"]:
-        raise AssertionError("labkit.live.live_mode() is False in the JupyterLab kernel "
+        raise AssertionError("labkit.lab.live.live_mode() is False in the JupyterLab kernel "
                              f"(kernel env: {run.kernel_info})")
 
     page.evaluate(_JS_RUN_ALL, path)
