@@ -72,3 +72,35 @@ def test_a_real_notebook_gives_byte_identical_results_for_the_same_seed(tmp_path
     assert first == second
     assert "train_minutes" not in json.loads(first)
     assert "train_minutes" in json.loads((runs[0].run_dir / "run.json").read_text())["timings"]
+
+
+# ---------------------------------------------------------------------------- exported mechanisms
+
+def test_every_exported_mechanism_matches_its_notebook():
+    """labkit/nb/nNN_name.py is generated from the notebook's cells tagged `export`: edit the
+    notebook, then `python -m labkit.lab.notebooks --export`."""
+    from labkit.lab.notebooks import stale_exports
+
+    assert stale_exports() == []
+
+
+def test_export_writes_checks_and_finds_orphans(tmp_path):
+    import nbformat
+    from notebook_factory import write_notebook
+
+    from labkit.lab.notebooks import export_all, info, stale_exports
+
+    path = write_notebook(tmp_path / "nb" / "42_demo.ipynb", "42 · Demo", "scale = 'smoke'", ["y = 1"])
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("def double(x):\n    return 2 * x", metadata={"tags": ["export"]}))
+    nbformat.write(nb, str(path))
+    demo, out = info(path), tmp_path / "exports"
+    out.mkdir()
+    assert stale_exports([demo], out) == ["labkit/nb/n42_demo.py is out of date with notebooks/42_demo.ipynb"]
+    assert [p.name for p in export_all([demo], out)] == ["n42_demo.py"]
+    assert stale_exports([demo], out) == [] and export_all([demo], out) == []
+    namespace = {}
+    exec(compile((out / "n42_demo.py").read_text(), "n42_demo.py", "exec"), namespace)  # our own generated code
+    assert namespace["double"](21) == 42 and "Generated from" in namespace["__doc__"]
+    (out / "n43_gone.py").write_text("")
+    assert stale_exports([demo], out) == ["labkit/nb/n43_gone.py has no notebook cells tagged 'export'"]

@@ -27,7 +27,8 @@ REQUIRED_PARAMETERS = ("scale", "seed", "device")
 
 __all__ = ["NotebookInfo", "UnknownNotebook", "notebooks_dir", "discover", "info", "resolve",
            "missing_records",
-           "check_notebook", "parameters_cell", "table_markdown", "update_readme"]
+           "check_notebook", "parameters_cell", "table_markdown", "update_readme",
+           "export_path", "export_source", "export_all", "stale_exports"]
 
 
 class UnknownNotebook(ParameterError):
@@ -253,6 +254,69 @@ def check_notebook(path) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------------- exported mechanisms
+# A notebook defines its mechanism in code cells tagged `export` (d2l's #@save): the learner
+# reads it where it is used, and labkit/nb/nNN_name.py holds the same code for tests and for
+# later notebooks that build on it. The file is generated; a test keeps the two in sync.
+
+EXPORT_TAG = "export"
+
+
+def exports_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "nb"
+
+
+def export_path(nb: NotebookInfo, nb_dir=None) -> Path:
+    """labkit/nb/n<NN>_<name>.py, the module a notebook's export cells are written to."""
+    return Path(nb_dir or exports_dir()) / f"n{nb.number}_{nb.name}.py"
+
+
+def export_source(nb: NotebookInfo) -> str | None:
+    """The module text of `nb`'s cells tagged `export`, or None when it has none."""
+    cells = [c for c in _read(nb.path)["cells"]
+             if c["cell_type"] == "code" and EXPORT_TAG in c.get("metadata", {}).get("tags", [])]
+    if not cells:
+        return None
+    header = (f'"""{nb.title}: the mechanism that notebooks/{nb.path.name} defines.\n\n'
+              f"Generated from the notebook's cells tagged `{EXPORT_TAG}` by "
+              f"`python -m labkit.lab.notebooks --export`:\nedit the notebook, not this file.\n\"\"\"\n")
+    bodies = ["".join(c["source"]).strip("\n") for c in cells]
+    return header + "\n\n\n".join(bodies) + "\n"
+
+
+def stale_exports(infos=None, nb_dir=None) -> list[str]:
+    """What `--export` would change: modules out of date with their notebook, and modules in
+    labkit/nb whose notebook exports nothing (or is gone)."""
+    infos = discover() if infos is None else infos
+    problems, wanted = [], set()
+    for nb in infos:
+        source = export_source(nb)
+        if source is None:
+            continue
+        path = export_path(nb, nb_dir)
+        wanted.add(path.name)
+        if not path.is_file() or path.read_text(encoding="utf-8") != source:
+            problems.append(f"labkit/nb/{path.name} is out of date with notebooks/{nb.path.name}")
+    for path in sorted(Path(nb_dir or exports_dir()).glob("n*.py")):
+        if path.name not in wanted:
+            problems.append(f"labkit/nb/{path.name} has no notebook cells tagged {EXPORT_TAG!r}")
+    return problems
+
+
+def export_all(infos=None, nb_dir=None) -> list[Path]:
+    """Write every notebook's export cells to labkit/nb; returns the files that changed."""
+    changed = []
+    for nb in discover() if infos is None else infos:
+        source = export_source(nb)
+        if source is None:
+            continue
+        path = export_path(nb, nb_dir)
+        if not path.is_file() or path.read_text(encoding="utf-8") != source:
+            path.write_text(source, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
 # ---------------------------------------------------------------------------- README table
 
 def table_markdown(infos=None) -> str:
@@ -298,11 +362,23 @@ def update_readme(path=None, infos=None) -> bool:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m labkit.lab.notebooks",
-                                 description="The notebook series: table and checks.")
+                                 description="The notebook series: table, checks, exported mechanisms.")
     ap.add_argument("--table", action="store_true", help="print the Markdown table")
     ap.add_argument("--update-readme", action="store_true", help="rewrite README.md's table")
-    ap.add_argument("--check", action="store_true", help="check committed-notebook hygiene")
+    ap.add_argument("--check", action="store_true", help="check committed-notebook hygiene (and, "
+                    "with --export, that labkit/nb matches the notebooks, without writing)")
+    ap.add_argument("--export", action="store_true", help="write each notebook's cells tagged "
+                    "`export` to labkit/nb/nNN_name.py")
     args = ap.parse_args(argv)
+    if args.export:
+        if args.check:
+            problems = stale_exports()
+            for problem in problems:
+                print(problem)
+            return 1 if problems else 0
+        for path in export_all():
+            print(f"wrote {path}")
+        return 0
     if args.update_readme:
         print("README.md updated" if update_readme() else "README.md already up to date")
     if args.check:

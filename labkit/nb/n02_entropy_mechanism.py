@@ -1,30 +1,16 @@
-"""Covariance-based entropy control: Clip-Cov and KL-Cov (Cui et al., 2025, paper `entropy-mechanism`).
+"""02 · The entropy mechanism: why RL collapses entropy, and Clip-Cov / KL-Cov: the mechanism that notebooks/02_entropy_mechanism.ipynb defines.
 
-Notebook 02 (`notebooks/02_entropy_mechanism.ipynb`) explains the mechanism: under a softmax
-policy, one policy-gradient step changes the entropy by about minus the covariance between a
-token's log-probability and its advantage, so the few tokens with a large positive covariance
-(confident and rewarded, or unlikely and punished) drive entropy collapse. Clip-Cov and KL-Cov
-restrain exactly those tokens. Notebook 04 (SPEAR) reuses Clip-Cov.
-
-Both losses have the `loss_fn(tb, cfg)` signature of `labkit.core.grpo`, so a notebook passes them to
-`grpo_step(..., loss_fn=clip_cov_loss)` with `RLConfig(loss=CovConfig(...))`:
-
-    from labkit.nb.n02_entropy_mechanism import CovConfig, clip_cov_loss
-    cfg = RLConfig(epochs=2, loss=CovConfig(clip_cov_ratio=1.0, clip_cov_lb=0.8, clip_cov_ub=1.0,
-                                            bounds="quantile"))
-    grpo_step(policy, optimizer, tasks, cfg, loss_fn=clip_cov_loss)
-
-The paper's defaults (`CovConfig()`) were set for batches of millions of tokens; notebook 02
-shows why they do almost nothing on a batch of ~500 tokens and how to rescale them.
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from dataclasses import dataclass
-
 import torch
-
 from labkit.core.grpo import LossConfig, TokenBatch, add_regularisers, masked_mean, ppo_clip
+
 
 __all__ = ["CovConfig", "token_covariance", "batch_covariance", "covariance_share",
            "clip_cov_select", "kl_cov_select", "clip_cov_loss", "kl_cov_loss"]
+
 
 BOUNDS = ("absolute", "quantile")
 

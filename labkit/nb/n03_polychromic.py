@@ -1,42 +1,16 @@
-"""Set RL with a polychromic objective (Hamid et al., 2025; notebook 03_polychromic).
+"""03 · Polychromic objectives: reward sets of answers that are right *and* different: the mechanism that notebooks/03_polychromic.ipynb defines.
 
-The polychromic objective scores a *set* of n trajectories from one state s, not one trajectory:
-
-    f_poly(s, tau_1..tau_n) = (1/n sum_i R(tau_i)) * d(s, tau_1..tau_n)
-
-with d in (0, 1] a diversity function: here, as in the paper's experiments, the share of
-distinct trajectories in the set, d = |{class(tau_i)}| / n, where `answer_key` decides which
-completions count as the same. A set scores high only if it is both successful and diverse, so
-a group whose completions are all correct but identical still gives a gradient (towards the
-rare correct answers), where GRPO gives none.
-
-Polychromic PPO estimates f_poly's advantage with **vine sampling**: from a state s (the prompt,
-or a prompt plus a partial completion) sample N trajectories, form M sets of n of them, and give
-each trajectory the *marginal* advantage
-
-    A(s, tau_i) = mean_{g : tau_i in g} f_poly(s, g)  -  mean_g f_poly(s, g)
-
-(the mean score of the sets that contain it, minus the mean score of all sets) on its own
-actions after s. The tree here: N root completions per prompt (state s_0 = the prompt), then
-`states` intermediate states per prompt (a root completion cut after t tokens), each continued
-by N vines. Every state gives C(N, n) sets (or `max_sets` random ones).
-
-Pieces: `answer_key` (countdown: an expression up to reordering), `diversity`,
-`polychromic_objective`, `set_indices`, `marginal_advantages`, `vine_sample`, `polychromic_step`
-(the PPO update of labkit.core.grpo with these advantages) and `evaluate_sets` (distinct correct
-answers, pass@k, pass@1 over k samples per task).
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import itertools
 import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
-
 import torch
-
 from labkit.core.evaluate import pass_at_k
 from labkit.core.policy import Policy
 from labkit.core.grpo import RLConfig, masked_mean, ppo_clip_loss, update

@@ -1,26 +1,15 @@
-"""SPEAR's pieces (Qin et al., 2025, paper `spear`): self-imitation replay, its ramped weight, the
-decaying tool-call reward, and the recalibration of replayed advantages.
+"""04 · Self-imitation with progressive exploration: learning to use a tool (SPEAR): the mechanism that notebooks/04_self_imitation.ipynb defines.
 
-Notebook 04 (`notebooks/04_self_imitation.ipynb`) explains and composes them with labkit.core.grpo and
-labkit.nb.n02_entropy_mechanism's Clip-Cov. Defaults are those of the official code (TencentYoutuResearch/SPEAR,
-README and run scripts); the notebook says how it scales the step counts to a short run:
-
-    replay buffer       2048 trajectories, kept if advantage > threshold, dropped when older
-                        than `max_age` (the code's trajectory_tolerate_steps: 5 or 10) steps
-    SIL weight          gamma(t) = coef * (1 - cos(pi * min(t / T_sil, 1))) / 2, coef 1,
-                        T_sil = max_replay_loss_steps (100-300)
-    tool-call reward    r_tool = min(0.1 * calls, 1) * (1 + cos(pi * t / T_tool)) / 2 for t <= T_tool,
-                        0 after; T_tool = max_toolcall_steps (100-200)
-    recalibration       A~ = r - P50(baseline buffer), buffer of recent rewards (10240)
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import math
 import random
 from collections import deque
 from dataclasses import dataclass
-
 import torch
+
 
 __all__ = ["sil_weight", "toolcall_weight", "toolcall_reward", "BaselineBuffer", "ReplayEntry",
            "ReplayBuffer"]

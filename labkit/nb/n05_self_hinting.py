@@ -1,47 +1,21 @@
-"""Hints for RL on sparse rewards (SAGE, notebook 05): hint formats, procedural hint levels,
-self-written hints, hinted re-rolling of all-wrong groups within a step, and its control that
-re-rolls all-wrong groups without a hint at a matched rollout budget.
+"""05 · Self-hinting: giving all-wrong groups a gradient (SAGE): the mechanism that notebooks/05_self_hinting.ipynb defines.
 
-SAGE (Liao et al., "Self-Hinting Language Models Enhance Reinforcement Learning"): a GRPO group
-whose rollouts all score 0 has zero advantage and no gradient. For such a prompt x the policy is
-conditioned on a hint h (a plan or partial decomposition, never the answer) and the group is
-rolled again from (x, h), escalating the hint level until some rollout succeeds. The reward
-R(x, tau) is unchanged; the update uses the log-probabilities of the completions under the hinted
-prompt; at test time h is empty. `roll_with_hints` follows the authors' default mode, `sage`
-(recipe/hint/hint_trainer.py): levels escalate within a step only, nothing is carried across
-visits of a prompt (their other mode, `sage-light`, carries a per-prompt level; not implemented).
-
-Task family: countdown (labkit.core.tasks.countdown), because its hints grade naturally from minimal
-to detailed without giving the answer. With the reference solution n1 o1 n2 o2 ... nk:
-
-    level 0   no hint
-    level 1   which numbers the solution uses, ascending       "3 5 7"
-    level 2   + the first step: the solution's first two numbers "3 5 7:3*5"   (k = 2: "3 5:3")
-    level 3   + every step but the last: all but the last number "3 5 7:3*5+"
-
-A hint is never the whole solution (the last number is always withheld). The hinted prompt is
-`hint + ";" + prompt`, so its tail (where the answer starts) is the unhinted prompt. Hints are
-printable ASCII, in the char tokenizer's alphabet (labkit/core/policy/tokenizer.py).
-
-Self-hints, as in the authors' code: the policy itself writes the hint at a requested level,
-given the question and its reference solution (privileged information, used only in training):
-the request prompt is `"h<level>|" + prompt + solution + "|"`, the completion is the hint. The
-pretraining mixture `hints` (labkit/bases/mixtures/hints.py) teaches both skills.
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import random
 from dataclasses import dataclass
-
 import torch
-
 from labkit.core.grpo import subset
 from labkit.core.sampling import Rollout, concat_rollouts, rollout
 from labkit.core.tasks import Task, verify
 from labkit.core.tasks.hints import (HINT_SEPARATOR, LEVELS, MAX_HINT_CHARS, MAX_LEVEL, _check_level,
                                      hint_request, hinted_prompt, procedural_hint)
 
+
 HINT_SOURCES = ("procedural", "self")
+
 
 # A self-written hint that is unusable is asked for again, up to this many generations in all
 # (the authors retry a hint payload that fails to parse: max_retries=3); then that level is skipped.

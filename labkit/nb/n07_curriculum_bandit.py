@@ -1,48 +1,23 @@
-r"""Curricula: samplers that choose which arm (task category and difficulty) each prompt comes from.
+"""07 · Self-Evolving Curriculum: what to practise next, as a non-stationary bandit: the mechanism that notebooks/07_curriculum_bandit.ipynb defines.
 
-Notebook 07_curriculum_bandit explains and measures them; any training loop can use them:
-
-    sampler = make_sampler("sec", arms, total_steps=steps)        # or uniform, easy_to_hard, hard_to_easy
-    for step in range(steps):
-        chosen = sampler.sample(prompts_per_step, rng)            # one arm per prompt
-        tasks = [sample_task(category, level, rng) for category, level in chosen]
-        result = grpo_step(policy, optimizer, tasks, cfg)
-        sampler.update(mean_abs_advantage(result.tasks, result.advantages))
-
-Arms are any hashable values; the task worlds use ``(category, difficulty)`` pairs
-(``labkit.core.tasks.parse_arms("carry:0-3")``). ``rng`` is a ``random.Random``, so a seed fixes the
-curriculum. Every sampler keeps what it did for plotting: ``prob_history`` (the distribution each
-``sample`` call drew from), ``count_history`` (how many prompts each arm got) and, for the bandit,
-``q_history`` (Q after each update).
-
-SEC (Chen et al., 2025, *Self-Evolving Curriculum for LLM Reasoning*, paper id ``sec``) treats the
-arms as a non-stationary multi-armed bandit:
-
-    p(c) = exp(Q_c / tau) / sum_c' exp(Q_c' / tau)          Boltzmann sampling of each prompt's arm
-    r_c  = mean over arm c's completions of |A_i|           the learning-gain proxy (GRPO advantages)
-    Q_c <- alpha * r_c + (1 - alpha) * Q_c                  TD(0), for every arm after every step
-
-Defaults follow the authors' code (its verl ``auto_curriculum`` bandit, read in public copies):
-Q_0 = 0, alpha = 0.5 (the paper's runs; the code's own default is 0.1), tau = 1 (countdown; 0.4 for
-math, 0.2 for the 2-D puzzles), each prompt's arm drawn independently. In that code an arm that
-was not drawn in a step enters the update with r = 0, so its Q decays toward 0
-(``unsampled="zero"``); ``unsampled="keep"`` leaves it unchanged instead (TD(0) on the drawn arms
-only). That code scores arms with verl's GRPO advantages (sample std, n - 1), which are
-sqrt((G - 1) / G) times those of ``grpo_advantages(..., population_std=True)``.
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import math
 import random
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-
 from labkit.core.checks import check_float, check_int
+
 
 __all__ = ["Sampler", "Uniform", "Schedule", "SECBandit", "CURRICULA", "make_sampler",
            "boltzmann", "frontier", "mean_abs_advantage", "arm_of"]
 
+
 CURRICULA = ("uniform", "easy_to_hard", "hard_to_easy", "sec")
+
+
 UNSAMPLED = ("zero", "keep")
 
 

@@ -1,53 +1,32 @@
-"""Preference learning as a game (notebook 18): oracles we control, SPPO/DPO losses, SPO rewards,
-a Bradley-Terry reward model, and the style of a completion.
+"""18 · Self-play preference optimisation: preferences as a game, not a reward: the mechanism that notebooks/18_self_play_preference.ipynb defines.
 
-Completions here answer additions ("12+345=") in one of three surface forms, the styles the
-`styles` base (labkit/bases/mixtures/styles.py) is taught:
-
-    plain "357"     paren "(357)"     hash "#357"     anything else: "other"
-
-Two preference oracles, each a function P(y > y' | task) in [0, 1] with P(y > y') + P(y' > y) = 1:
-
-* `BradleyTerryOracle`: answer quality q(y) = -log(1 + |value(y) - answer|) (closer wins; an
-  unreadable answer has the worst quality), P = sigmoid(beta * (q(y) - q(y'))); `compare` draws a
-  noisy 0/1 outcome from it. It ignores the style.
-* `CyclicStyleOracle`: three raters rank the styles differently; the majority prefers
-  plain > paren > hash > plain, a Condorcet cycle that no scalar score can represent. Its minimax
-  (von Neumann) winner is the uniform mix of the three styles (`minimax_mixture` solves the game).
-
-Pieces for the learners (shapes: one value per completion unless said otherwise):
-
-    preference_matrix(oracle, task, ys)     K x K matrix P_ij = P(y_i > y_j)
-    win_rate_vs_policy(P)                   SPPO's P^(y_i > pi_t) = mean_j P_ij (j over all K)
-    self_play_pairs(oracle, tasks, ys, K)   SPPO's data: P^ of each sample, best and worst row per prompt
-    win_proportion(P)                       SPO's reward: mean_{j != i} P_ij
-    CountingOracle(oracle)                  the same oracle, counting the preference queries asked of it
-    matrix_queries(K)                       queries of one K x K matrix: K (K - 1) / 2
-    mean_mix(mixes)                         the style mix averaged over iterates (the average policy)
-    sppo_loss, dpo_loss                     sequence-level losses on log pi - log pi_t
-    BradleyTerryRewardModel                 scalar r(y) fitted to pairwise outcomes
-    group_reward_step                       a policy-gradient step whose rewards depend on the group
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import math
 import re
 import time
 from collections import Counter
 from typing import Callable, Sequence
-
 import torch
 import torch.nn.functional as F
-
 from labkit.core.policy import Policy
 from labkit.core.grpo import RLConfig, grpo_advantages, masked_mean, ppo_clip_loss, subset, update
 from labkit.core.sampling import Rollout, completion_logprobs, rollout
 from labkit.core.tasks import Task
 
+
 STYLES = ("plain", "paren", "hash")
+
+
 OTHER = "other"
+
+
 _STYLE_PATTERNS = {"plain": re.compile(r"-?\d+"), "paren": re.compile(r"\((-?\d+)\)"),
                    "hash": re.compile(r"#(-?\d+)")}
+
+
 WORST_QUALITY = -10.0  # quality of an unreadable answer: below any readable one that is off by < e^10
 
 

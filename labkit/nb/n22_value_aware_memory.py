@@ -1,47 +1,16 @@
-"""Episodic memory with learned utilities (explained in notebook 22_value_aware_memory).
+"""22 · Value-aware memory: a frozen agent improves by learning which memories help: the mechanism that notebooks/22_value_aware_memory.ipynb defines.
 
-A :class:`Memory` holds entries ``(key, content, q, count, uses)``: ``key`` an L2-normalised
-embedding of the situation (a task description), ``content`` what to reuse (a strategy, a plan,
-a trajectory), ``q`` a learned utility, ``count`` how many experiences were merged into the entry,
-``uses`` how often it was retrieved and updated. Reading and writing never touch the weights of
-the agent that uses the memory: the agent improves because the memory learns which entries help.
-
-- :meth:`Memory.write` adds an entry, or merges it into an existing one whose key is at least
-  ``merge_threshold`` similar and whose content is equal (count += 1, the key becomes the
-  normalised running mean).
-- :meth:`Memory.retrieve`: plain similarity retrieval (cosine, top-k above a threshold).
-- :meth:`Memory.two_phase` (MemRL): phase A keeps the top ``k1`` by similarity with
-  ``sim >= threshold``; phase B ranks them by ``(1 - lam) z(sim) + lam z(Q)`` (z-scores over the
-  phase-A candidates) and keeps the top ``k2``.
-- :meth:`Memory.update`: ``Q <- Q + alpha (r - Q)`` on the entries that were used.
-- :meth:`Memory.select`: a hook for a learned selector (AgentFly's case-selection policy): the
-  phase-A candidates are scored by any ``scorer(query, candidates) -> scores`` and ranked.
-
-As in the authors' code, an agent updates *every* memory it put in the executor's context with the
-episode's outcome (MemRL's ``update_values`` over all retrieved ids; ``Memory.update`` takes the
-list), and writes every episode, success or failure, with its outcome (MemRL's ``add_memories``
-stores the trajectory with ``success``; Memento's case bank keeps ``reward`` 1 or 0): pass the
-outcome as metadata, ``write(key, content, success=False)``.
-
-:class:`FamilyBandit` is the memoryless baseline of notebook 22: one independent Bernoulli bandit
-per task family (Thompson sampling with a Beta(1, 1) prior, or UCB1) over a fixed set of arms.
-
-Defaults follow the MemRL authors' released configuration: k1 = 10, k2 = 5, similarity
-threshold 0.5, lambda = 0.5 (equal weights on similarity and Q), alpha = 0.3, Q initialised to 0.5
-with rewards 1 (success) and 0 (failure).
-
-:func:`ngram_embedding` is a dependency-free text embedding (hashed character n-grams), enough
-for toy task descriptions; any fixed-size vector works as a key.
+Generated from the notebook's cells tagged `export` by `python -m labkit.lab.notebooks --export`:
+edit the notebook, not this file.
 """
 from __future__ import annotations
-
 import math
 import random
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
-
 import numpy as np
+
 
 __all__ = ["Entry", "Candidate", "Memory", "FamilyBandit", "ngram_embedding", "zscore"]
 
