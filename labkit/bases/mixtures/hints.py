@@ -12,7 +12,7 @@ import random
 from labkit.core.tasks.hints import MAX_LEVEL, hint_request, hinted_prompt, procedural_hint
 from labkit.bases.mixtures import default
 from labkit.bases.pretrain import demonstration
-from labkit.core.tasks import DIFFICULTIES, TRAIN_SEED_MIN, sample_task
+from labkit.core.tasks import DIFFICULTIES, sample_task, train_seed
 
 DESCRIPTION = "default mixture + countdown with hints (levels 1-3) + writing hints (labkit/nb/n05_self_hinting.py)"
 
@@ -23,7 +23,7 @@ LEVEL_WEIGHTS = {2: 1.0, 3: 2.0, 4: 3.0, 5: 3.0}
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: default, hint-reading and hint-writing demonstrations."""
-    rng = random.Random(seed + TRAIN_SEED_MIN + 1)  # never the eval sets' seeds
+    rng = random.Random(train_seed(seed, stream=1))  # never the eval sets' seeds
     plain = default.demonstrations(seed, p_wrong, p_slip)
     kinds, shares = list(SHARES), list(SHARES.values())
     levels = [d for d in DIFFICULTIES["countdown"] if d in LEVEL_WEIGHTS]
