@@ -224,6 +224,12 @@ def test_record_rejects_bad_input():
         labkit.record("x", object())
 
 
+def test_top_level_all_lists_the_lazy_exports():
+    """labkit.__all__ is written out (ruff's PLE0605 wants a literal); it must name what __getattr__ serves."""
+    assert labkit.__all__ == sorted(labkit._EXPORTS)
+    assert all(getattr(labkit, name) is not None for name in labkit.__all__)
+
+
 def test_record_stays_the_function_after_the_module_is_imported():
     import labkit.lab.record  # the module has its own name, so it cannot shadow labkit.record
 
@@ -357,13 +363,19 @@ def test_show_draws_svg_only_for_line_figures():
 
 # ---------------------------------------------------------------------------- notebooks
 
+def _md(text: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": [text]}
+
+
 def _write_nb(path: Path, *, params_src='scale = "workshop"\nseed = 0\ndevice = "auto"',
               papers=("sec",), outputs=False, tagged=True, title="# 07 · A bandit"):
     cells = [{"cell_type": "markdown", "metadata": {}, "source": [title]},
+             _md("## Key equations\n\n## Pseudocode"),
              {"cell_type": "code", "metadata": {"tags": ["parameters"] if tagged else []},
               "execution_count": 3 if outputs else None,
               "outputs": [{"output_type": "stream", "name": "stdout", "text": "x"}] if outputs else [],
-              "source": [params_src]}]
+              "source": [params_src]},
+             _md("## Mechanism\n\n## Experiment"), _md("## Results"), _md("## Notes\n\nShort.")]
     nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "labkit": {"papers": list(papers), "records": ["acc"], "workshop_minutes": 4.5}}}
@@ -409,7 +421,30 @@ def test_check_notebook_finds_each_problem(tmp_path):
         _write_nb(tmp_path / "06.ipynb", papers=())))
     problems = notebooks.check_notebook(_write_nb(tmp_path / "08.ipynb", papers=("nope",)))
     if notebooks._paper_ids() is not None:
-        assert problems == ["metadata labkit.lab.papers has ids unknown to labkit.lab.papers: nope"]
+        assert problems == ["metadata labkit.papers has ids unknown to labkit.lab.papers: nope"]
+
+
+def test_check_notebook_holds_the_anatomy(tmp_path):
+    """Title → Key equations → Pseudocode → parameters → setup → Mechanism → Experiment →
+    Results → Notes (last, at most 40 lines)."""
+    def problems_with(edit):
+        path = _write_nb(tmp_path / "09_x.ipynb")
+        nb = json.loads(path.read_text())
+        edit(nb["cells"])
+        path.write_text(json.dumps(nb))
+        return notebooks.check_notebook(path)
+
+    assert problems_with(lambda cells: None) == []
+    assert problems_with(lambda cells: cells.pop(1)) == ["no '## Key equations' heading", "no '## Pseudocode' heading"]
+    assert problems_with(lambda cells: cells.insert(1, cells.pop(4))) == [
+        "sections out of order; want Key equations → Pseudocode → Mechanism → Experiment → Results → Notes"]
+    assert problems_with(lambda cells: cells.insert(4, cells.pop(2))) == [
+        "the parameters cell must come after Pseudocode and before Mechanism"]
+    assert problems_with(lambda cells: cells.append(_md("more"))) == ["'## Notes' must be the last cell"]
+    assert problems_with(lambda cells: cells[-1].update(source=["## Notes\n" + "line\n" * 40])) == [
+        "'## Notes' is longer than 40 lines"]
+    assert problems_with(lambda cells: cells[0].update(source=["no title"])) == [
+        "the first cell must be the title and idea (markdown starting '# ')"]
 
 
 def test_readme_notebook_table_is_current():

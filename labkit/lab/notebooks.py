@@ -192,6 +192,48 @@ def _paper_ids():
     return ids
 
 
+# The anatomy every notebook follows (DESIGN.md, issue 21): the idea in the title cell, then
+# these level-2 headings in this order, the parameters cell between Pseudocode and Mechanism,
+# and Notes last and short (numbers come from the run's records and docs/effects.md).
+SECTIONS = ("Key equations", "Pseudocode", "Mechanism", "Experiment", "Results", "Notes")
+MAX_NOTES_LINES = 40
+
+
+def _headings(cell: dict) -> list[str]:
+    return [line[3:].strip() for line in "".join(cell.get("source", [])).splitlines() if line.startswith("## ")]
+
+
+def anatomy_problems(nb: dict) -> list[str]:
+    """How a notebook departs from the anatomy: title → Key equations → Pseudocode →
+    parameters → setup → Mechanism → Experiment → Results → Notes (at most 40 lines)."""
+    cells = nb.get("cells", [])
+    if not cells or cells[0].get("cell_type") != "markdown" or not "".join(cells[0]["source"]).startswith("# "):
+        return ["the first cell must be the title and idea (markdown starting '# ')"]
+    found = {}
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") == "markdown":
+            for heading in _headings(cell):
+                for section in SECTIONS:
+                    if heading == section or heading.startswith(section + " "):
+                        found.setdefault(section, i)
+    missing = [s for s in SECTIONS if s not in found]
+    if missing:
+        return [f"no '## {s}' heading" for s in missing]
+    problems = []
+    order = [found[s] for s in SECTIONS]
+    if order != sorted(order):
+        problems.append("sections out of order; want " + " → ".join(SECTIONS))
+    params = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if params is not None and not found["Pseudocode"] < params < found["Mechanism"]:
+        problems.append("the parameters cell must come after Pseudocode and before Mechanism")
+    notes = cells[found["Notes"]:]
+    if len(notes) != 1:
+        problems.append("'## Notes' must be the last cell")
+    elif len("".join(notes[0]["source"]).strip().splitlines()) > MAX_NOTES_LINES:
+        problems.append(f"'## Notes' is longer than {MAX_NOTES_LINES} lines")
+    return problems
+
+
 def check_notebook(path) -> list[str]:
     """Problems with a committed notebook (empty list when clean): outputs or execution
     counts left in, no ``parameters`` cell defining scale/seed/device, missing ``labkit``
@@ -226,6 +268,7 @@ def check_notebook(path) -> list[str]:
             if key in defaults and defaults[key] != want:
                 problems.append(f"parameters cell: {key} should default to {want!r}, "
                                 f"not {defaults[key]!r}")
+    problems += anatomy_problems(nb)
     meta = nb.get("metadata") or {}
     if (meta.get("kernelspec") or {}).get("name") != "python3":
         problems.append("metadata.kernelspec.name is not 'python3'")
@@ -236,14 +279,14 @@ def check_notebook(path) -> list[str]:
     papers = lk.get("papers")
     if not isinstance(papers, list) or not all(isinstance(p, str) for p in papers) or (
             not papers and lk.get("substrate") is not True):
-        problems.append("metadata labkit.lab.papers must be a non-empty list of paper ids "
+        problems.append("metadata labkit.papers must be a non-empty list of paper ids "
                         "(empty only with labkit.substrate: true)")
     else:
         known = _paper_ids()
         if known is not None:
             unknown = [p for p in papers if p not in known]
             if unknown:
-                problems.append(f"metadata labkit.lab.papers has ids unknown to labkit.lab.papers: "
+                problems.append(f"metadata labkit.papers has ids unknown to labkit.lab.papers: "
                                 f"{', '.join(unknown)}")
     records = lk.get("records")
     if not isinstance(records, list) or not all(isinstance(r, str) for r in records):

@@ -209,7 +209,7 @@ def declared(notebooks_dir: str | Path | None = None) -> dict[str, list]:
             raise ValueError(f"{path}: cannot read notebook JSON ({exc})") from None
         ids = (meta.get("labkit") or {}).get("papers", [])
         if not isinstance(ids, list):
-            raise ValueError(f"{path.name}: metadata labkit.lab.papers must be a list of paper ids, "
+            raise ValueError(f"{path.name}: metadata labkit.papers must be a list of paper ids, "
                              f"got {type(ids).__name__}")
         out[path.stem] = ids
     return out
