@@ -323,7 +323,8 @@ def _bad_notebooks(tmp_path):
     (tmp_path / "broken.ipynb").write_text("{not json")
     make_notebook(tmp_path / "noparams.ipynb", params="# no tag")
     nb = json.loads((tmp_path / "noparams.ipynb").read_text())
-    nb["cells"][1]["metadata"] = {}
+    for cell in nb["cells"]:
+        cell["metadata"] = {}
     (tmp_path / "noparams.ipynb").write_text(json.dumps(nb))
 
 
