@@ -118,9 +118,10 @@ def suppress_eos(model, eos_id: int):
 
 
 def tasks_for(config: BenchConfig, steps: int, seed: int):
-    from labkit.core.tasks import make_tasks
+    """The training tasks of `steps` steps for run seed `seed` (drawn from train_seed(seed): never the eval sets')."""
+    from labkit.core.tasks import make_tasks, train_seed
 
-    return make_tasks(config.category, config.difficulty, PROMPTS_PER_STEP * steps, seed)
+    return make_tasks(config.category, config.difficulty, PROMPTS_PER_STEP * steps, train_seed(seed))
 
 
 def prompt_tokens(tokenizer, tasks) -> int:
@@ -175,7 +176,7 @@ def run_labkit(config: BenchConfig, steps: int = 20, warmup: int = 3, seed: int 
     cfg = RLConfig(group_size=GROUP_SIZE, max_new_tokens=config.max_new_tokens, temperature=1.0, top_p=1.0,
                    epochs=1, minibatches=1, max_grad_norm=MAX_GRAD_NORM)
     cfg.loss.clip_low = cfg.loss.clip_high = CLIP_EPS
-    tasks = tasks_for(config, steps + warmup, seed + 1000)
+    tasks = tasks_for(config, steps + warmup, seed)
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     originals = rl.rollout, rl.completion_logprobs
     if variant == "reference":
@@ -240,7 +241,7 @@ def run_trl(config: BenchConfig, steps: int = 20, warmup: int = 3, seed: int = 0
     hf_logging.set_verbosity_error()
     policy, source = bench_policy(model, device, seed)
     handle = suppress_eos(policy.model, policy.tokenizer.eos_token_id)
-    tasks = tasks_for(config, steps + warmup, seed + 1000)
+    tasks = tasks_for(config, steps + warmup, seed)
     dataset = Dataset.from_dict({"prompt": [t.prompt for t in tasks], "task_index": list(range(len(tasks)))})
 
     def reward(prompts, completions, task_index, **kwargs):
@@ -359,7 +360,7 @@ def run_floor(config: BenchConfig, repeats: int = 20, seed: int = 0, model: str 
 
     policy, source = bench_policy(model, device, seed)
     net, tokenizer = policy.model, policy.tokenizer
-    tasks = tasks_for(config, 1, seed + 1000)
+    tasks = tasks_for(config, 1, seed)
     groups = [t.prompt for t in tasks for _ in range(GROUP_SIZE)]
     encoded = tokenizer(groups, return_tensors="pt", padding=True).to(policy.device)
     prompt_ids, prompt_mask = encoded["input_ids"], encoded["attention_mask"]

@@ -9,8 +9,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench  # noqa: E402  (benchmarks/ is not part of the wheel)
-from labkit.core.grpo import subset
-from labkit.core.sampling import completion_logprobs, rollout
 
 SHORT = bench.CONFIGS["short"]
 SIDE_FIELDS = {"median_step_s", "completions_per_s", "tokens_per_s", "steps_timed", "peak_rss_mib",

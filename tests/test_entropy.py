@@ -267,12 +267,12 @@ def test_losses_run_in_grpo_step(loss_fn, cfg):
         pytest.skip("the shipped tiny checkpoint is not there yet")
     from labkit.core.policy import load_policy
     from labkit.core.grpo import grpo_step
-    from labkit.core.tasks import parse_arms, sample_task
+    from labkit.core.tasks import parse_arms, sample_task, train_seed
 
     torch.manual_seed(0)
     policy = load_policy("tiny", device="cpu")
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
-    rng = random.Random(1000)
+    rng = random.Random(train_seed(0))
     arms = parse_arms("add:1-2,sort:3")
     tasks = [sample_task(*rng.choice(arms), rng) for _ in range(4)]
     result = grpo_step(policy, optimizer, tasks, RLConfig(group_size=4, max_new_tokens=8, epochs=2, loss=cfg),

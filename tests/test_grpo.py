@@ -7,7 +7,7 @@ import torch
 from labkit.core.policy import load_policy
 from labkit.core.grpo import LossConfig, RLConfig, drgrpo_advantages, grpo_step, ppo_clip_loss
 from labkit.bases.pretrain import encode_batch
-from labkit.core.tasks import make_tasks, parse_arms, sample_task
+from labkit.core.tasks import make_tasks, parse_arms, sample_task, train_seed
 
 STANDARD_METRICS = {"reward/mean", "acc", "entropy", "kl", "clipfrac", "grad_norm", "len/mean",
                     "frac_zero_std", "time/step"}
@@ -18,7 +18,7 @@ def run_steps(seed, steps=3, **step_kwargs):
     policy = load_policy("tiny", device="cpu")
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-3)
     cfg = step_kwargs.pop("cfg", RLConfig(group_size=4, max_new_tokens=8))
-    rng = random.Random(1000 + seed)
+    rng = random.Random(train_seed(seed))
     arms = parse_arms("add:1,sort:2-3")
     out = []
     for _ in range(steps):
@@ -94,7 +94,7 @@ def test_grpo_makes_correct_answers_more_likely():
     before = answer_nll(policy, held_out)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=3e-4)
     cfg = RLConfig(group_size=8, max_new_tokens=8)
-    rng = random.Random(1000)
+    rng = random.Random(train_seed(0))
     for _ in range(20):
         grpo_step(policy, optimizer, [sample_task("reverse", 5, rng) for _ in range(4)], cfg)
     assert answer_nll(policy, held_out) < 0.8 * before

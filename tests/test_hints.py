@@ -7,14 +7,15 @@ import torch
 
 import labkit.nb.n05_self_hinting as hints_module
 
-from labkit.nb.n05_self_hinting import (HINT_SEPARATOR, LEVELS, MAX_LEVEL, WRITE_ATTEMPTS, hint_request, hinted_accuracy,
+from labkit.nb.n05_self_hinting import (HINT_SEPARATOR, LEVELS, WRITE_ATTEMPTS, hint_request, hinted_accuracy,
                           hinted_prompt, procedural_hint, resample_all_wrong, roll_with_hints, training_pool,
                           usable_hint, write_hints)
+from labkit.core.tasks.hints import MAX_LEVEL
 from labkit.core.policy import load_policy
 from labkit.core.sampling import concat_rollouts
 from labkit.core.policy.tokenizer import CHARACTERS
 from labkit.core.sampling import completion_logprobs, rollout
-from labkit.core.tasks import Task, make_tasks, verify
+from labkit.core.tasks import Task, make_tasks, train_seed, verify
 
 
 def countdown(prompt, answer):
@@ -66,7 +67,7 @@ def test_hinted_prompt_and_request_format():
     (lambda t: procedural_hint(t, True), "hint level must be one of"),
     (lambda t: hint_request(t, 0), "level 0 means no hint"),
     (lambda t: hinted_prompt(t.prompt, "a;b"), "printable ASCII"),
-    (lambda t: procedural_hint(make_tasks("add", 2, 1, seed=1000)[0], 1), "defined for countdown"),
+    (lambda t: procedural_hint(make_tasks("add", 2, 1, seed=train_seed(0))[0], 1), "defined for countdown"),
 ])
 def test_bad_inputs_fail_with_one_line(call, message):
     with pytest.raises(ValueError, match=message):

@@ -148,7 +148,8 @@ def test_family_bandit_ucb_by_hand():
     b.update("f", "c", 0.0)
     # n = 3: a = 1 + sqrt(ln 3), b = c = 0 + sqrt(ln 3) -> a
     assert b.select("f", rng) == "a"
-    b.update("f", "a", 0.0); b.update("f", "a", 0.0); b.update("f", "a", 0.0)
+    for _ in range(3):
+        b.update("f", "a", 0.0)
     # n = 6: a = 1/4 + sqrt(ln 6 / 4) = 0.919, b = 0 + sqrt(ln 6) = 1.339 -> b (first of the ties b, c)
     assert b.select("f", rng) == "b"
     assert b.means("f")[:1] == [0.25] and b.select("other", rng) == "a"    # families are independent

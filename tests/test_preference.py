@@ -10,7 +10,7 @@ from labkit.nb.n18_self_play_preference import (OTHER, STYLES, BradleyTerryOracl
                                self_play_pairs, sequence_logprob, sequence_logprobs_of, sppo_loss, spo_rewards,
                                style_mix, style_of, total_variation, train_on_rows, win_proportion,
                                win_rate_vs_policy)
-from labkit.core.tasks import Task, make_tasks
+from labkit.core.tasks import Task, make_tasks, train_seed
 
 TASK = Task(prompt="17+38=", answer="55", category="add", difficulty=2, world="arithmetic", meta={})
 
@@ -154,7 +154,7 @@ def test_matrix_queries_hand_values():
 
 
 def test_oracle_pairs_all_compares_every_unordered_pair_once():
-    tasks = make_tasks("add", 1, 2, seed=1000)
+    tasks = make_tasks("add", 1, 2, seed=train_seed(0))
     group = ["{}", "({})", "#{}", "{}"]
     completions = [g.format(t.answer) for t in tasks for g in group]
     counted = CountingOracle(CyclicStyleOracle())
@@ -247,7 +247,7 @@ def test_bradley_terry_reward_model_learns_a_transitive_preference_and_is_determ
 
 def test_a_scalar_reward_model_cannot_fit_the_cycle():
     oracle = CyclicStyleOracle()
-    tasks = make_tasks("add", 1, 60, seed=1000)
+    tasks = make_tasks("add", 1, 60, seed=train_seed(0))
     styles = ["{}", "({})", "#{}"]
     completions = [styles[(i + j) % 3].format(t.answer) for i, t in enumerate(tasks) for j in range(2)]
     winners, losers = oracle_pairs(oracle, tasks, completions, 2, torch.Generator().manual_seed(0))
@@ -303,7 +303,7 @@ def tiny():
 def test_group_reward_step_is_deterministic(tiny):
     import copy
     from labkit.core.grpo import RLConfig
-    tasks = make_tasks("add", 1, 2, seed=1000)
+    tasks = make_tasks("add", 1, 2, seed=train_seed(0))
     cfg = RLConfig(group_size=4, max_new_tokens=6)
     outs = []
     for _ in range(2):
@@ -322,7 +322,7 @@ def test_sppo_training_moves_log_ratios_toward_their_targets(tiny):
     from labkit.core.sampling import rollout
     policy = copy.deepcopy(tiny)
     torch.manual_seed(0)
-    batch = rollout(policy, [t.prompt for t in make_tasks("add", 2, 8, seed=1000)], max_new_tokens=6)  # 8 prompts:
+    batch = rollout(policy, [t.prompt for t in make_tasks("add", 2, 8, seed=train_seed(0))], max_new_tokens=6)  # 8 prompts:
     # no completion can appear twice with opposite targets
     ref = sequence_logprob(batch.logprobs, batch.completion_mask)
     p_hat = torch.tensor([1.0, 0.0] * 4)

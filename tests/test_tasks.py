@@ -12,9 +12,10 @@ import pytest
 
 from labkit.core.paths import EVAL_DIR
 from labkit.core.tasks import (CATEGORIES, DIFFICULTIES, EVAL_SEED, EVAL_SETS, MAX_ANSWER_CHARS,
-                          MAX_PROMPT_CHARS, WORLDS, Task, Verdict, eval_prompts, load_eval_set,
-                          make_tasks, sample_task, verify)
+                          MAX_PROMPT_CHARS, TRAIN_SEED_MIN, WORLDS, Task, Verdict, eval_prompts,
+                          load_eval_set, make_tasks, sample_task, train_seed, verify)
 
+TRAIN = train_seed(0)  # a training stream's seed: tasks drawn from it are never the eval sets'
 ALL_LEVELS = [(c, d) for c in CATEGORIES for d in DIFFICULTIES[c]]
 BINARY = re.compile(r"(\d+)([+*-])(\d+)=")
 
@@ -81,14 +82,14 @@ def test_generation_is_deterministic_from_seed(category, difficulty):
 
 
 def test_categories_do_not_share_draws():
-    adds = [t.meta for t in make_tasks("add", 4, 10, seed=1000)]
-    subs = [t.meta for t in make_tasks("sub", 4, 10, seed=1000)]
+    adds = [t.meta for t in make_tasks("add", 4, 10, seed=TRAIN)]
+    subs = [t.meta for t in make_tasks("sub", 4, 10, seed=TRAIN)]
     assert adds != subs
 
 
 @pytest.mark.parametrize("category,difficulty", ALL_LEVELS)
 def test_every_task_is_short_printable_ascii_and_its_answer_verifies(category, difficulty):
-    for task in make_tasks(category, difficulty, 200, seed=1000):
+    for task in make_tasks(category, difficulty, 200, seed=TRAIN):
         assert task.category == category and task.difficulty == difficulty
         assert task.world == WORLDS[category]
         for text, limit in ((task.prompt, MAX_PROMPT_CHARS), (task.answer, MAX_ANSWER_CHARS)):
@@ -101,7 +102,7 @@ def test_every_task_is_short_printable_ascii_and_its_answer_verifies(category, d
 @pytest.mark.parametrize("digits", range(1, 9))
 def test_binary_arithmetic_answers_and_operand_lengths(category, digits):
     operation = {"add": int.__add__, "sub": int.__sub__, "mul": int.__mul__}[category]
-    for task in make_tasks(category, digits, 100, seed=1000):
+    for task in make_tasks(category, digits, 100, seed=TRAIN):
         left, operator, right = BINARY.fullmatch(task.prompt).groups()
         assert operator == {"add": "+", "sub": "-", "mul": "*"}[category]
         for operand in (left, right):
@@ -111,7 +112,7 @@ def test_binary_arithmetic_answers_and_operand_lengths(category, digits):
 
 
 def test_sub_produces_negative_answers():
-    assert any(t.answer.startswith("-") for t in make_tasks("sub", 3, 50, seed=1000))
+    assert any(t.answer.startswith("-") for t in make_tasks("sub", 3, 50, seed=TRAIN))
 
 
 def column_carries(a: str, b: str) -> int:
@@ -125,7 +126,7 @@ def column_carries(a: str, b: str) -> int:
 
 @pytest.mark.parametrize("carries", range(0, 5))
 def test_carry_tasks_have_exactly_that_many_carries(carries):
-    tasks = make_tasks("carry", carries, 200, seed=1000)
+    tasks = make_tasks("carry", carries, 200, seed=TRAIN)
     for task in tasks:
         left, operator, right = BINARY.fullmatch(task.prompt).groups()
         assert operator == "+" and len(left) == len(right) == 4 and "0" not in (left[0], right[0])
@@ -136,7 +137,7 @@ def test_carry_tasks_have_exactly_that_many_carries(carries):
 
 @pytest.mark.parametrize("count", range(2, 6))
 def test_countdown_tasks_are_solvable_by_their_reference(count):
-    for task in make_tasks("countdown", count, 200, seed=1000):
+    for task in make_tasks("countdown", count, 200, seed=TRAIN):
         numbers_text, target_text = re.fullmatch(r"([0-9 ]+)>([0-9]+)=", task.prompt).groups()
         numbers = [int(n) for n in numbers_text.split(" ")]
         assert len(numbers) == count and all(1 <= n <= 12 for n in numbers)
@@ -150,7 +151,7 @@ def test_countdown_tasks_are_solvable_by_their_reference(count):
 @pytest.mark.parametrize("category", ["sort", "reverse"])
 @pytest.mark.parametrize("length", range(2, 9))
 def test_digit_tasks(category, length):
-    for task in make_tasks(category, length, 100, seed=1000):
+    for task in make_tasks(category, length, 100, seed=TRAIN):
         prefix, digits = re.fullmatch(r"([sr]):([0-9]+)=", task.prompt).groups()
         assert prefix == category[0] and len(digits) == length
         assert task.answer == ("".join(sorted(digits)) if category == "sort" else digits[::-1])
@@ -158,7 +159,7 @@ def test_digit_tasks(category, length):
 
 def test_task_json_round_trip():
     for category in CATEGORIES:
-        task = make_tasks(category, DIFFICULTIES[category][-1], 1, seed=1000)[0]
+        task = make_tasks(category, DIFFICULTIES[category][-1], 1, seed=TRAIN)[0]
         assert Task.from_json(json.loads(json.dumps(task.to_json()))) == task
         assert hash(task) == hash(Task.from_json(task.to_json()))  # meta is left out of the hash
 
@@ -272,7 +273,7 @@ def every_expression(numbers: list[int]):
 
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_countdown_verifier_accepts_exactly_the_valid_expressions(count):
-    for task in make_tasks("countdown", count, 5, seed=1000):
+    for task in make_tasks("countdown", count, 5, seed=TRAIN):
         solutions = 0
         for expression in every_expression(task.meta["numbers"]):
             right = python_value(expression) == task.meta["target"]
@@ -326,5 +327,19 @@ def test_eval_sets_are_small_and_errors_are_clear():
 def test_eval_prompts_cover_every_eval_task():
     prompts = eval_prompts()
     assert all(t.prompt in prompts for name in EVAL_SETS for t in load_eval_set(name))
-    training = make_tasks("mul", 8, 100, seed=1000)
+    training = make_tasks("mul", 8, 100, seed=TRAIN)
     assert not any(t.prompt in prompts for t in training)
+
+
+def test_train_seed_is_the_hand_offset_it_replaced():
+    """train_seed(seed, stream) is TRAIN_SEED_MIN + seed + stream, the value the hand-written offsets
+    (`1000 + seed`, `seed + TRAIN_SEED_MIN + 7`) had: the same seed still draws the same tasks."""
+    assert TRAIN_SEED_MIN == 1000 > EVAL_SEED
+    assert [train_seed(s) for s in range(3)] == [1000, 1001, 1002]
+    assert train_seed(3, stream=22) == 1025 and train_seed(np.int64(2), 7) == 1009
+    assert make_tasks("add", 2, 5, seed=train_seed(0)) == make_tasks("add", 2, 5, seed=1000)
+    for bad in (-1, 1.0, True, "0", None):
+        with pytest.raises(ValueError, match="^seed must be a non-negative integer"):
+            train_seed(bad)
+        with pytest.raises(ValueError, match="^stream must be a non-negative integer"):
+            train_seed(0, bad)

@@ -11,7 +11,7 @@ misses or have format slips, and some calls have a typo in an operand.
 import random
 
 from labkit.bases.pretrain import demonstration, near_miss
-from labkit.core.tasks import TRAIN_SEED_MIN, sample_task
+from labkit.core.tasks import sample_task, train_seed
 from labkit.core.calculator import format_call
 
 DESCRIPTION = "arithmetic answered directly or through a calculator call (labkit/core/calculator.py)"
@@ -47,7 +47,7 @@ def tool_demonstration(task, rng: random.Random, p_wrong: float, p_slip: float) 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: easy and hard arithmetic, a tool call on P_TOOL of them,
     resumed tool demonstrations on P_RESUME."""
-    rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
+    rng = random.Random(train_seed(seed))  # never the eval sets' seeds
     while True:
         category, level = rng.choice(HARD if rng.random() < P_HARD else EASY)
         task = sample_task(category, level, rng)

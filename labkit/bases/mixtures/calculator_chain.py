@@ -26,7 +26,7 @@ import random
 from labkit.bases.mixtures import calculator_copy
 from labkit.bases.mixtures.calculator import P_CALL_TYPO, card_tasks as calculator_card_tasks
 from labkit.bases.pretrain import demonstration, near_miss
-from labkit.core.tasks import TRAIN_SEED_MIN
+from labkit.core.tasks import train_seed
 from labkit.core.calculator import format_call, sample_chain_task
 
 DESCRIPTION = ("the calculator_copy mixture plus drills for chain tasks a*b+c (what to call inside an open call; "
@@ -41,7 +41,7 @@ __all__ = ["DESCRIPTION", "demonstrations", "card_evaluate", "card_tasks", "P_WH
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: P_WHAT and P_USE chain drills, the calculator_copy stream otherwise."""
-    rng = random.Random(seed + TRAIN_SEED_MIN + 11)  # never the eval sets' seeds; not the other mixtures' streams
+    rng = random.Random(train_seed(seed, stream=11))  # never the eval sets' seeds; not the other mixtures' streams
     rest = calculator_copy.demonstrations(seed, p_wrong, p_slip)
     while True:
         u = rng.random()

@@ -17,7 +17,7 @@ import random
 
 from labkit.bases.pretrain import demonstration
 from labkit.bases.mixtures.calculator import EASY, HARD, P_HARD, P_TOOL, card_tasks, tool_demonstration
-from labkit.core.tasks import TRAIN_SEED_MIN, sample_task
+from labkit.core.tasks import sample_task, train_seed
 from labkit.core.calculator import format_call
 
 DESCRIPTION = "the calculator mixture plus drills that copy a tool reply into the answer"
@@ -36,7 +36,7 @@ __all__ = ["DESCRIPTION", "demonstrations", "card_evaluate", "card_tasks"]
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: the calculator stream with P_COPY copy drills and P_ECHO echo drills."""
-    rng = random.Random(seed + TRAIN_SEED_MIN + 7)  # never the eval sets' seeds; not calculator's stream
+    rng = random.Random(train_seed(seed, stream=7))  # never the eval sets' seeds; not calculator's stream
     while True:
         category, level = rng.choice(HARD if rng.random() < P_HARD else EASY)
         task = sample_task(category, level, rng)

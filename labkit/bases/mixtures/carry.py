@@ -11,7 +11,7 @@ between, the setting a curriculum over difficulty is for.
 import random
 
 from labkit.bases.pretrain import demonstration
-from labkit.core.tasks import TRAIN_SEED_MIN, load_eval_set, sample_task
+from labkit.core.tasks import load_eval_set, sample_task, train_seed
 
 DESCRIPTION = "noisy demonstrations of 4-digit addition (`carry`), weighted toward few carries"
 
@@ -21,7 +21,7 @@ CARRY_WEIGHTS = {0: 0.40, 1: 0.30, 2: 0.17, 3: 0.10, 4: 0.03}
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs of carry tasks, levels drawn by CARRY_WEIGHTS."""
-    rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
+    rng = random.Random(train_seed(seed))  # never the eval sets' seeds
     levels, weights = list(CARRY_WEIGHTS), list(CARRY_WEIGHTS.values())
     while True:
         task = sample_task("carry", rng.choices(levels, weights)[0], rng)

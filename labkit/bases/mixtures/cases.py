@@ -25,7 +25,7 @@ import random
 
 from labkit.bases.mixtures import default
 from labkit.bases.pretrain import demonstration
-from labkit.core.tasks import TRAIN_SEED_MIN, Task
+from labkit.core.tasks import Task, train_seed
 
 DESCRIPTION = ("reading up to 5 retrieved cases (o = solved, x = failed) and following the first "
                "solved one whose procedure no failed case shows (notebook 22)")
@@ -159,7 +159,7 @@ def random_cases(rng: random.Random, n: int) -> list[str]:
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: case-reading demonstrations and P_PLAIN default ones."""
-    rng = random.Random(seed + TRAIN_SEED_MIN + 22)   # never the eval sets' seeds
+    rng = random.Random(train_seed(seed, stream=22))   # never the eval sets' seeds
     plain = default.demonstrations(seed, p_wrong, p_slip)
     counts, weights = list(N_CASES), list(N_CASES.values())
     while True:

@@ -2,7 +2,7 @@
 import random
 
 from labkit.bases.pretrain import demonstration
-from labkit.core.tasks import CATEGORIES, DIFFICULTIES, TRAIN_SEED_MIN, sample_task
+from labkit.core.tasks import CATEGORIES, DIFFICULTIES, sample_task, train_seed
 
 DESCRIPTION = "noisy demonstrations from every task world (labkit/core/tasks)"
 
@@ -14,7 +14,7 @@ CATEGORY_WEIGHTS = {"add": 0.2, "sub": 0.15, "mul": 0.1, "carry": 0.15,
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs drawn from the category/difficulty mixture."""
-    rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
+    rng = random.Random(train_seed(seed))  # never the eval sets' seeds
     categories = [c for c in CATEGORIES if c in CATEGORY_WEIGHTS]
     weights = [CATEGORY_WEIGHTS[c] for c in categories]
     while True:

@@ -14,7 +14,7 @@ shift its mix with one token's probabilities. `p_slip` is unused (the styles are
 import random
 
 from labkit.bases.pretrain import near_miss
-from labkit.core.tasks import TRAIN_SEED_MIN, make_tasks, sample_task
+from labkit.core.tasks import make_tasks, sample_task, train_seed
 
 DESCRIPTION = "1-3 digit additions, answers in three styles: 357 (50%), (357) (30%), #357 (20%)"
 
@@ -31,7 +31,7 @@ def styled(answer: str, style: str) -> str:
 
 def demonstrations(seed: int, p_wrong: float, p_slip: float):
     """Endless (prompt, completion) pairs: an addition, its (sometimes near-miss) sum, styled."""
-    rng = random.Random(seed + TRAIN_SEED_MIN)  # never the eval sets' seeds
+    rng = random.Random(train_seed(seed))  # never the eval sets' seeds
     names, shares = list(STYLES), [share for share, _ in STYLES.values()]
     levels, weights = list(LEVELS), list(LEVELS.values())
     while True:

@@ -1,7 +1,7 @@
 r"""Verifiable task worlds: a prompt, a reference answer, a category, a difficulty, a verifier.
 
-    from labkit.core.tasks import make_tasks, verify
-    task = make_tasks("add", 2, n=1, seed=1000)[0]   # Task(prompt='57+68=', answer='125', ...)
+    from labkit.core.tasks import make_tasks, train_seed, verify
+    task = make_tasks("add", 2, n=1, seed=train_seed(0))[0]   # Task(prompt='57+68=', answer='125', ...)
     verify(task, "125").reward                         # 1.0
 
 Worlds and categories (difficulty in brackets):
@@ -40,9 +40,9 @@ the decoded text without EOS/padding; "right" means equal to the task's referenc
 """
 from .arms import Arm, format_arm, parse_arms
 from .base import MAX_ANSWER_CHARS, MAX_COMPLETION_CHARS, MAX_PROMPT_CHARS, Task, Verdict
-from .eval_sets import EVAL_SEED, EVAL_SETS, TRAIN_SEED_MIN, eval_prompts, load_eval_set
+from .eval_sets import EVAL_SEED, EVAL_SETS, TRAIN_SEED_MIN, eval_prompts, load_eval_set, train_seed
 from .registry import CATEGORIES, DIFFICULTIES, WORLDS, make_tasks, sample_task, verify
 
 __all__ = ["Task", "Verdict", "make_tasks", "sample_task", "verify", "CATEGORIES",
            "DIFFICULTIES", "WORLDS", "load_eval_set", "eval_prompts", "EVAL_SETS", "EVAL_SEED",
-           "TRAIN_SEED_MIN", "Arm", "parse_arms", "format_arm", "MAX_PROMPT_CHARS", "MAX_ANSWER_CHARS", "MAX_COMPLETION_CHARS"]
+           "TRAIN_SEED_MIN", "train_seed", "Arm", "parse_arms", "format_arm", "MAX_PROMPT_CHARS", "MAX_ANSWER_CHARS", "MAX_COMPLETION_CHARS"]
