@@ -78,6 +78,31 @@ def test_reward_fn_replaces_the_verifier():
     assert torch.equal(r.rewards, torch.tensor([float(len(t) % 2) for t in r.batch.completions]))
 
 
+def test_group_reward_fn_scores_each_group_together():
+    """A judge that sees the whole group, e.g. a rank within it: the rewards follow the group."""
+    seen = []
+
+    def rank_by_length(task, completions):
+        seen.append((task.prompt, list(completions)))
+        order = sorted(range(len(completions)), key=lambda i: (len(completions[i]), i))
+        return [order.index(i) / (len(completions) - 1) for i in range(len(completions))]
+
+    results, _ = run_steps(seed=0, steps=1, group_reward_fn=rank_by_length)
+    r = results[0]
+    assert [prompt for prompt, _ in seen] == [t.prompt for t in r.tasks[::4]]
+    assert [c for _, group in seen for c in group] == r.batch.completions
+    for g in range(4):  # each group's rewards are the ranks 0, 1/3, 2/3, 1 in some order
+        assert sorted(r.rewards[4 * g:4 * g + 4].tolist()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert r.metrics["frac_zero_std"] == 0.0
+
+
+def test_group_reward_fn_must_return_a_reward_per_completion_and_excludes_reward_fn():
+    with pytest.raises(ValueError, match=r"one reward per completion \(4\); got 3"):
+        run_steps(seed=0, steps=1, group_reward_fn=lambda task, completions: [0.0] * 3)
+    with pytest.raises(ValueError, match="not both"):
+        run_steps(seed=0, steps=1, reward_fn=lambda t, c: 0.0, group_reward_fn=lambda t, cs: [0.0] * 4)
+
+
 def answer_nll(policy, tasks):
     """Mean negative log-likelihood per token of the reference answers (+EOS): deterministic."""
     ids, mask, labels = encode_batch(policy.tokenizer, [(t.prompt, t.answer) for t in tasks])

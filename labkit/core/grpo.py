@@ -242,20 +242,42 @@ class StepResult:
     advantages: torch.Tensor
 
 
+def group_rewards(tasks: list[Task], completions: list[str], group_size: int, group_reward_fn: Callable) -> torch.Tensor:
+    """Rewards from a judge that scores a task's whole group at once (a preference or set
+    reward, a self-judge): group_reward_fn(task, completions) -> group_size numbers."""
+    out = []
+    for g, task in enumerate(tasks):
+        group = completions[g * group_size:(g + 1) * group_size]
+        scores = [float(r) for r in group_reward_fn(task, group)]
+        if len(scores) != group_size:
+            raise ValueError(f"group_reward_fn must return one reward per completion ({group_size}); "
+                             f"got {len(scores)} for task {task.prompt!r}")
+        out += scores
+    return torch.tensor(out)
+
+
 def grpo_step(policy: Policy, optimizer: torch.optim.Optimizer, tasks: list[Task], cfg: RLConfig,
               advantage_fn: Callable = grpo_advantages, loss_fn: Callable = ppo_clip_loss,
-              reward_fn: Callable = None, ref_model=None, generator: torch.Generator | None = None) -> StepResult:
+              reward_fn: Callable = None, ref_model=None, generator: torch.Generator | None = None,
+              group_reward_fn: Callable = None) -> StepResult:
     """Sample `cfg.group_size` completions per task, score them, and update the policy.
 
-    reward_fn(task, completion) -> float defaults to the task's verifier. Metrics use the
-    field's standard names: reward/mean, acc, entropy, kl, clipfrac, grad_norm, len/mean,
-    frac_zero_std, plus time/rollout, time/update, time/step in seconds."""
+    The reward is the task's verifier unless one of these is given:
+    reward_fn(task, completion) -> float scores each completion alone;
+    group_reward_fn(task, completions) -> list of floats scores a task's group together.
+    Metrics use the field's standard names: reward/mean, acc, entropy, kl, clipfrac, grad_norm,
+    len/mean, frac_zero_std, plus time/rollout, time/update, time/step in seconds; acc and
+    format_ok always come from the verifier."""
+    if reward_fn is not None and group_reward_fn is not None:
+        raise ValueError("give grpo_step reward_fn (one completion) or group_reward_fn (a whole group), not both")
     started = time.perf_counter()
     owners = [t for t in tasks for _ in range(cfg.group_size)]
     batch = rollout(policy, [t.prompt for t in owners], cfg.max_new_tokens, cfg.temperature, cfg.top_p, generator)
     rolled = time.perf_counter()
     verdicts = [verify(t, text) for t, text in zip(owners, batch.completions)]
-    if reward_fn is None:
+    if group_reward_fn is not None:
+        rewards = group_rewards(tasks, batch.completions, cfg.group_size, group_reward_fn)
+    elif reward_fn is None:
         rewards = torch.tensor([v.reward for v in verdicts])
     else:
         rewards = torch.tensor([float(reward_fn(t, text)) for t, text in zip(owners, batch.completions)])
