@@ -50,7 +50,7 @@ def check_int(name: str, value, min=None, max=None) -> int:
 
     >>> check_int("steps", -3, min=1)
     Traceback (most recent call last):
-    labkit.params.ParameterError: steps must be an integer >= 1; got -3
+    labkit.core.checks.ParameterError: steps must be an integer >= 1; got -3
     """
     want = _bounds_text("an integer", min=min, max=max)
     if not _is_int(value):
@@ -85,7 +85,7 @@ def check_choice(name: str, value, choices):
 
     >>> check_choice("scale", "big", ("smoke", "workshop", "gpu"))
     Traceback (most recent call last):
-    labkit.params.ParameterError: scale must be one of smoke, workshop, gpu; got 'big'
+    labkit.core.checks.ParameterError: scale must be one of smoke, workshop, gpu; got 'big'
     """
     choices = list(choices)
     try:
