@@ -235,13 +235,9 @@ def results_of(notebook: str, effects_dir: Path) -> list[dict]:
 
 def interval(values: list[float]) -> tuple[float, float, float]:
     """(mean, lower, upper): the one-sided CONFIDENCE bounds of the mean (Student t)."""
-    from scipy.stats import t
+    from labkit.core.stats import mean_bounds
 
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t.ppf(CONFIDENCE, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return mean_bounds(values)
 
 
 def holds(claim: Claim, values: list[float]) -> tuple[bool, str]:
@@ -259,6 +255,20 @@ def test_interval_is_the_student_t_bound():
     assert mean == 3.0
     assert lower == pytest.approx(3.0 - 2.1318 * math.sqrt(2.5) / math.sqrt(5), abs=1e-3)
     assert upper - mean == pytest.approx(mean - lower)
+
+
+def test_the_t_table_is_scipys():
+    from scipy.stats import t
+
+    from labkit.core.stats import Z95, t95
+
+    assert CONFIDENCE == 0.95
+    for df in (*range(1, 41), 100, 1000):
+        assert t95(df) == pytest.approx(t.ppf(0.95, df), rel=1e-4)
+    assert Z95 == pytest.approx(1.64485, abs=1e-4)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="degrees of freedom must be an integer >= 1"):
+            t95(bad)
 
 
 def test_holds_needs_the_interval_not_only_the_mean():

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.lab.notebooks import NotebookInfo, info, missing_records, resolve
+from labkit.core.stats import mean_std
 from labkit.core.checks import SCALES, ParameterError, check_choice, check_seed, check_timeout, is_finite_value
 from labkit.lab.session import new_run_dir, runs_root
 from labkit.lab.record import (_decode, read_json_object, read_notebook_records,
@@ -613,17 +614,6 @@ def _is_num(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) or isinstance(v, bool)
 
 
-def _mean_std(xs):
-    xs = [float(x) for x in xs]
-    finite = [x for x in xs if math.isfinite(x)]
-    if len(finite) != len(xs):
-        return math.nan, math.nan
-    n = len(xs)
-    mean = sum(xs) / n
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-    return mean, std
-
-
 def summarize(runs, by=()) -> list[dict]:
     """Aggregate recorded values of successful runs, grouped by the parameters named in
     ``by``. One row per (group, recorded name)::
@@ -652,11 +642,11 @@ def summarize(runs, by=()) -> list[dict]:
             row = {**gp, "name": name, "n": len(values), "mean": None, "std": None,
                    "values": values, "seeds": [r.seed for r in have]}
             if values and all(_is_num(v) for v in values):
-                row["mean"], row["std"] = _mean_std(values)
+                row["mean"], row["std"] = mean_std(values)
             elif values and all(isinstance(v, list) and v and all(_is_num(x) for x in v)
                                 for v in values) and len({len(v) for v in values}) == 1:
                 cols = list(zip(*values))
-                ms = [_mean_std(c) for c in cols]
+                ms = [mean_std(c) for c in cols]
                 row["mean"] = [m for m, _ in ms]
                 row["std"] = [s for _, s in ms]
             rows.append(row)
