@@ -115,6 +115,33 @@ def test_tool_rollout_bad_inputs(kwargs):
         tool_rollout(policy, [])
 
 
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(max_calls=-1), "max_calls must be an integer >= 0; got -1"),
+    (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1; got 0"),
+    (dict(top_p=2.0), r"top_p must be a finite number in \(0, 1\]; got 2.0"),
+])
+def test_tool_rollout_bad_inputs_say_what_is_accepted(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        tool_rollout(_scripted(["1$"]), ["1="], **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_the_calculator_is_an_on_token_hook_of_the_one_sampling_loop():
+    """CalculatorHook forces the reply as the row's next tokens: written and attended, not the policy's."""
+    from labkit.core.calculator import CalculatorHook
+    from labkit.core.sampling import TransformersDecoder, encode_prompts, sample
+
+    policy = _scripted(["[2*3]xxx6$"])
+    tokenizer = policy.tokenizer
+    ids, mask = encode_prompts(tokenizer, ["2*3="], "cpu")
+    hook = CalculatorHook(tokenizer, 1, "cpu", max_calls=2, stop_after_call=False, max_operands=4)
+    out = sample(TransformersDecoder(policy.model, ids, mask, mask_finished=True), 12, tokenizer.eos_token_id,
+                 tokenizer.pad_token_id, temperature=0.0, on_token=hook)
+    assert tokenizer.decode(out.tokens[0], skip_special_tokens=True) == "[2*3]=6;6"
+    assert out.forced_mask[0].tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 0, 0] and hook.calls == [1]
+
+
 @pytest.fixture(scope="module")
 def tiny():
     torch.set_num_threads(1)

@@ -415,6 +415,26 @@ def test_reading_rate_scores_the_reader_per_kind(tiny):
         reading_rate(model, tokenizer, [])
 
 
+
+def test_measure_counts_each_first_pass_once_and_refuses_bad_input(tiny):
+    """measure is sample_and_judge with vision's judge: each rate is a share of tasks x samples."""
+    from labkit.core.vision.evaluate import measure
+
+    model, tokenizer = tiny
+    tasks = make_tasks(3, 0)
+    a = measure(model, tokenizer, tasks, samples=2, seed=1, batch_size=4)
+    b = measure(model, tokenizer, tasks, samples=2, seed=1, batch_size=4)
+    assert a == b and a.samples == 2
+    for rate in a.as_dict().values():
+        assert (rate * 6) == pytest.approx(round(rate * 6))
+    with pytest.raises(ValueError, match="measure needs at least one task; got none"):
+        measure(model, tokenizer, [])
+    with pytest.raises(ValueError, match="samples must be an integer >= 1; got 0"):
+        measure(model, tokenizer, tasks, samples=0)
+    with pytest.raises(ValueError, match=r"temperature \(0: greedy\) must be a finite number >= 0; got -1.0"):
+        vlm_rollout(model, tokenizer, ["a"], None, 4, -1.0)
+
+
 # --------------------------------------------------------------------------------------------- cold start recipe
 
 def test_coldstart_rejects_bad_recipe_flags(tmp_path):

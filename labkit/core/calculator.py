@@ -27,11 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
-from labkit.core.evaluate import Evaluation
+from labkit.core.checks import check_int
+from labkit.core.evaluate import Evaluation, check_tasks, sample_and_judge
 from labkit.core.policy import Policy
-from labkit.core.sampling import Rollout, autocast, cache_keyword, draw, entropy_of, position_ids_for, top_p_filter
+from labkit.core.sampling import (Override, Rollout, TransformersDecoder, check_prompts, check_sampling, encode_prompts,
+                                  eval_mode, sample)
 from labkit.core.tasks import Task, Verdict, load_eval_set, verify
 from labkit.core.tasks.countdown import evaluate as evaluate_expression, tokenize
 
@@ -43,9 +44,9 @@ MAX_OPERANDS = 4
 MAX_RESULT_DIGITS = 12  # results beyond this are an error (keeps completions short)
 
 __all__ = ["CALL_OPEN", "CALL_CLOSE", "RESULT_OPEN", "RESULT_CLOSE", "calculate", "tool_output",
-           "format_call", "final_answer", "count_calls", "verify_with_tools", "ToolRollout",
-           "tool_rollout", "after_reply_mask", "ToolEvaluation", "evaluate_with_tools", "Trajectory", "split_rollout",
-           "collate", "chain_task", "sample_chain_task", "chain_eval_tasks"]
+           "format_call", "final_answer", "count_calls", "verify_with_tools", "ToolRollout", "CalculatorHook",
+           "tool_rollout", "after_reply_mask", "ToolEvaluation", "ToolJudgement", "evaluate_with_tools", "Trajectory",
+           "split_rollout", "collate", "chain_task", "sample_chain_task", "chain_eval_tasks"]
 
 
 def _check_max_operands(max_operands) -> int:
@@ -112,6 +113,52 @@ class ToolRollout(Rollout):
     calls: list[int] = None
 
 
+class CalculatorHook:
+    """`tool_rollout`'s on_token hook (labkit.core.sampling.sample): the environment around the policy.
+
+    It reads each row's policy characters; when a row closes a call (`]` after an open `[`) it
+    queues the calculator's reply, and forces the queued characters as the row's next tokens, one
+    per step. Calls beyond `max_calls` get '=?;'; with `stop_after_call` a row ends with its first reply."""
+
+    def __init__(self, tokenizer, batch: int, device, max_calls: int, stop_after_call: bool, max_operands: int):
+        self.char_id = {ch: tokenizer.convert_tokens_to_ids(ch) for ch in "0123456789+-*?=;[]"}
+        self.id_char = {i: ch for ch, i in self.char_id.items()}
+        self.eos_id, self.device = tokenizer.eos_token_id, device
+        self.max_calls, self.stop_after_call, self.max_operands = max_calls, stop_after_call, max_operands
+        self.queued: list[list[int]] = [[] for _ in range(batch)]  # the reply still to write, per row
+        self.segment = [""] * batch  # policy characters since the last tool reply
+        self.calls = [0] * batch
+
+    def __call__(self, t: int, ids: torch.Tensor, alive: torch.Tensor) -> Override | None:
+        next_ids = ids.tolist()
+        forced, stop = [False] * len(next_ids), [False] * len(next_ids)
+        for i, live in enumerate(alive.tolist()):
+            if not live:
+                continue
+            if self.queued[i]:  # the environment speaks: a forced token, not the policy's
+                next_ids[i] = self.queued[i].pop(0)
+                forced[i] = True
+                stop[i] = self.stop_after_call and not self.queued[i]
+            elif next_ids[i] != self.eos_id:
+                self._read(i, next_ids[i])
+        if not any(forced):
+            return None
+        return Override(ids=torch.tensor(next_ids, device=self.device), forced=torch.tensor(forced, device=self.device),
+                        stop=torch.tensor(stop, device=self.device))
+
+    def _read(self, i: int, token: int) -> None:
+        """Row i's policy wrote `token`: queue a reply when it closes a call."""
+        ch = self.id_char.get(token, "")
+        self.segment[i] += ch if ch else "_"
+        if ch == CALL_CLOSE and CALL_OPEN in self.segment[i]:
+            expression = self.segment[i].rsplit(CALL_OPEN, 1)[1][:-1]
+            within = self.calls[i] < self.max_calls
+            reply = tool_output(expression, self.max_operands) if within else RESULT_OPEN + ERROR + RESULT_CLOSE
+            self.calls[i] += 1
+            self.queued[i] = [self.char_id[c] for c in reply]
+            self.segment[i] = ""
+
+
 @torch.no_grad()
 def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
                  top_p: float = 1.0, generator: torch.Generator | None = None, max_calls: int = 2,
@@ -124,94 +171,19 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
     stop_after_call: the row ends once its first reply is written (the reply is its answer).
     max_operands: the most numbers one call may hold (2: one operation per call).
     temperature 0 decodes greedily. Same seed and device, same completions."""
-    if not prompts:
-        raise ValueError("tool_rollout needs at least one prompt; got an empty list")
-    if max_new_tokens < 1 or max_calls < 0:
-        raise ValueError(f"need max_new_tokens >= 1 and max_calls >= 0; got {max_new_tokens}, {max_calls}")
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1; got {temperature}, {top_p}")
+    check_prompts("tool_rollout", prompts)
+    check_sampling(max_new_tokens, temperature, top_p)
+    check_int("max_calls", max_calls, min=0)
     _check_max_operands(max_operands)
-    model, tokenizer, device = policy.model, policy.tokenizer, policy.device
-    was_training = model.training
-    model.eval()
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
-    prompt_ids, mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-    batch, prompt_len = prompt_ids.shape
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    char_id = {ch: tokenizer.convert_tokens_to_ids(ch) for ch in "0123456789+-*?=;[]"}
-    id_char = {i: ch for ch, i in char_id.items()}
-
-    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(batch, max_new_tokens, device=device)
-    entropies = torch.zeros(batch, max_new_tokens, device=device)
-    policy_mask = torch.zeros(batch, max_new_tokens, device=device)
-    tool_mask = torch.zeros(batch, max_new_tokens, device=device)
-    alive = [True] * batch
-    queued: list[list[int]] = [[] for _ in range(batch)]
-    segment = [""] * batch  # policy characters since the last tool reply
-    calls = [0] * batch
-    stopped = [False] * batch  # ended by the environment after a reply
-
-    cache = {cache_keyword(model): DynamicCache()}
-    step_ids, positions = prompt_ids, position_ids_for(mask)
-    for t in range(max_new_tokens):
-        with autocast(device):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                        use_cache=True, logits_to_keep=1, **cache)
-        logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            scores = logits / temperature
-            logp_all = scores.log_softmax(-1)
-            probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
-            sampled = draw(probs, generator)
-        else:  # greedy
-            logp_all = logits.log_softmax(-1)
-            sampled = logits.argmax(-1)
-        entropy = entropy_of(logp_all)
-        chosen = logp_all.gather(1, sampled[:, None]).squeeze(1)
-        next_ids = sampled.tolist()
-        for i in range(batch):
-            if not alive[i]:
-                next_ids[i] = pad_id
-            elif queued[i]:  # the environment speaks: a forced token, not the policy's
-                next_ids[i] = queued[i].pop(0)
-                tool_mask[i, t] = 1.0
-                if stop_after_call and not queued[i]:
-                    alive[i], stopped[i] = False, True
-            else:
-                policy_mask[i, t] = 1.0
-                logprobs[i, t], entropies[i, t] = chosen[i], entropy[i]
-                if next_ids[i] == eos_id:
-                    alive[i] = False
-                    continue
-                ch = id_char.get(next_ids[i], "")
-                segment[i] += ch if ch else "_"
-                if ch == CALL_CLOSE and CALL_OPEN in segment[i]:
-                    expression = segment[i].rsplit(CALL_OPEN, 1)[1][:-1]
-                    reply = tool_output(expression, max_operands) if calls[i] < max_calls else RESULT_OPEN + ERROR + RESULT_CLOSE
-                    calls[i] += 1
-                    queued[i] = [char_id[c] for c in reply]
-                    segment[i] = ""
-        step = torch.tensor(next_ids, device=device)
-        tokens[:, t] = step
-        if not any(alive):
-            break
-        step_ids = step[:, None]
-        present = (policy_mask[:, t] + tool_mask[:, t]).long()[:, None]
-        mask = torch.cat([mask, present.to(mask.dtype)], dim=1)
-        positions = positions[:, -1:] + 1
-
-    present = policy_mask + tool_mask
-    used = int(present.sum(0).nonzero().max()) + 1
-    tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
-    policy_mask, tool_mask, present = policy_mask[:, :used], tool_mask[:, :used], present[:, :used]
-    finished = ((tokens == eos_id) & policy_mask.bool()).any(-1) | torch.tensor(stopped, device=device)
-    texts = [tokenizer.decode(row[keep.bool()], skip_special_tokens=True) for row, keep in zip(tokens, present)]
-    model.train(was_training)
-    return ToolRollout(torch.cat([prompt_ids, tokens], dim=1),
-                       torch.cat([encoded["attention_mask"].to(device), present.long()], dim=1),
-                       prompt_len, policy_mask, logprobs, entropies, texts, list(prompts), finished,
-                       tool_mask=tool_mask, calls=calls)
+    tokenizer = policy.tokenizer
+    with eval_mode(policy.model):
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, policy.device)
+        hook = CalculatorHook(tokenizer, len(prompt_ids), policy.device, max_calls, stop_after_call, max_operands)
+        decoder = TransformersDecoder(policy.model, prompt_ids, prompt_mask, mask_finished=True)
+        out = sample(decoder, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature, top_p,
+                     generator, on_token=hook)
+    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask, cls=ToolRollout, tool_mask=out.forced_mask,
+                       calls=hook.calls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,30 +275,34 @@ class ToolEvaluation(Evaluation):
         return sum(picked) / len(picked) if picked else float("nan")
 
 
+@dataclass
+class ToolJudgement:
+    """One sample's judgement in `evaluate_with_tools`."""
+
+    correct: bool
+    called: bool
+    completion: str
+
+
 @torch.no_grad()
 def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, temperature: float = 1.0,
                         max_new_tokens: int = 40, batch_size: int = 512,
                         generator: torch.Generator | None = None, stop_after_call: bool = False,
                         max_operands: int = MAX_OPERANDS) -> ToolEvaluation:
     """Sample `samples` tool-using completions per task and judge their final answers."""
-    if not tasks:
-        raise ValueError("evaluate_with_tools needs at least one task")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1; got {samples}")
-    owners = [t for t in tasks for _ in range(samples)]
-    called, right, texts = [], [], []
-    entropy_sum, token_count = 0.0, 0.0
-    for start in range(0, len(owners), batch_size):
-        part = owners[start:start + batch_size]
-        batch = tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator,
-                             stop_after_call=stop_after_call, max_operands=max_operands)
-        entropy_sum += float((batch.entropies * batch.completion_mask).sum())
-        token_count += float(batch.completion_mask.sum())
-        called += [c > 0 for c in batch.calls]
-        right += [verify_with_tools(t, text).correct for t, text in zip(part, batch.completions)]
-        texts += batch.completions
-    correct = [sum(right[i * samples:(i + 1) * samples]) for i in range(len(tasks))]
-    return ToolEvaluation(list(tasks), correct, samples, entropy_sum / max(token_count, 1.0), called, right, texts)
+    check_tasks("evaluate_with_tools", tasks, samples)
+
+    def sampler(part: list[Task]) -> ToolRollout:
+        return tool_rollout(policy, [t.prompt for t in part], max_new_tokens, temperature, generator=generator,
+                            stop_after_call=stop_after_call, max_operands=max_operands)
+
+    def judge(part: list[Task], batch: ToolRollout) -> list[ToolJudgement]:
+        return [ToolJudgement(verify_with_tools(t, text).correct, calls > 0, text)
+                for t, text, calls in zip(part, batch.completions, batch.calls)]
+
+    ev, judged = sample_and_judge(tasks, sampler, judge, samples, batch_size)
+    return ToolEvaluation(ev.tasks, ev.correct, ev.samples, ev.mean_entropy, [j.called for j in judged],
+                          [j.correct for j in judged], [j.completion for j in judged])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,11 @@
 generated tokens, and for each generated token its log-probability and the entropy of the full
 next-token distribution. It draws exactly what `model.generate(do_sample=True)` draws for the
 same seed (a test checks this), but keeps the per-token statistics that `generate` throws away.
+
+`sample` is the one token-by-token loop behind it, behind the calculator's `tool_rollout` (an
+`on_token` hook forces the tool's reply into the sequence) and behind the vision `vlm_rollout`
+(its decoder puts the image prefix in front): a decoder gives next-token logits, the loop draws,
+records log-probs and entropies, and lets the hook change what is written.
 """
 import contextlib
 import inspect
@@ -14,7 +19,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from labkit.core.static_llama import LeanDecoder, position_ids_for, shared_prompt_logprobs
-from labkit.core.checks import check_float
+from labkit.core.checks import check_float, check_int
 from labkit.core.policy import Policy
 
 
@@ -83,12 +88,26 @@ def entropy_of(logp: torch.Tensor) -> torch.Tensor:
 ENGINES = ("auto", "lean", "transformers")
 
 
+# ---------------------------------------------------------------------------------------------
+# Decoders: what the sampling loop asks of a model
+#
+#   decoder.prefill()              -> logits (B, V) of completion token 0, after the prompts
+#   decoder.step(ids, t, present)  -> logits (B, V) of token t + 1, after feeding token t (ids (B,));
+#                                     present (B,) bool: the rows that wrote token t (the others had ended)
+
+
 class TransformersDecoder:
     """Prefill and one-token steps through the model's own forward: any causal LM (peft adapters,
-    hooked or wrapped models included) that takes a KV cache."""
+    hooked or wrapped models included) that takes a KV cache.
 
-    def __init__(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+    mask_finished: give the attention mask a 0 for rows that have ended (the calculator's rollout
+    always has) instead of a 1 (the text rollout). Either way an ended row's outputs are discarded,
+    but transformers drops an all-ones mask for a faster kernel, so the choice moves the live rows'
+    float rounding: each rollout keeps its own, and its seeds their samples."""
+
+    def __init__(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, mask_finished: bool = False):
         self.model, self.step_ids, self.mask = model, prompt_ids, prompt_mask
+        self.mask_finished = mask_finished
         self.positions = position_ids_for(prompt_mask)
         self.cache = {cache_keyword(model): DynamicCache()}  # filled in place by each forward call
 
@@ -101,9 +120,13 @@ class TransformersDecoder:
     def prefill(self) -> torch.Tensor:
         return self._forward()
 
-    def step(self, ids: torch.Tensor, t: int) -> torch.Tensor:
+    def step(self, ids: torch.Tensor, t: int, present: torch.Tensor | None = None) -> torch.Tensor:
         self.step_ids = ids[:, None]
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(ids), 1)], dim=1)
+        if self.mask_finished and present is not None:
+            column = present[:, None].to(self.mask.dtype)
+        else:
+            column = self.mask.new_ones(len(ids), 1)
+        self.mask = torch.cat([self.mask, column], dim=1)
         self.positions = self.positions[:, -1:] + 1
         return self._forward()
 
@@ -122,14 +145,25 @@ def decoder_for(model, engine: str, prompt_ids, prompt_mask, max_new_tokens: int
     return TransformersDecoder(model, prompt_ids, prompt_mask)
 
 
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator):
+# ---------------------------------------------------------------------------------------------
+# One token
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator, exp_logprobs: bool = False):
     """(next ids, log pi of every token) from next-token logits (B, V): softmax(logits / T),
-    top-p truncated for the draw only; temperature 0 is greedy."""
+    top-p truncated for the draw only; temperature 0 is greedy.
+
+    exp_logprobs: draw an untruncated sample from exp(log pi) rather than softmax(logits / T), as the
+    vision rollout always has: the same distribution, another float rounding, so its seeds keep their samples."""
     if temperature == 0:
         return logits.argmax(-1), logits.log_softmax(-1)
     scores = logits / temperature
+    # log pi(a) = scores(a) - log sum_b exp(scores(b))
     logp_all = scores.log_softmax(-1)
-    probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
+    if exp_logprobs and top_p == 1.0:
+        probs = logp_all.exp()
+    else:
+        probs = (top_p_filter(scores, top_p) if top_p < 1.0 else scores).softmax(-1)
     return draw(probs, generator), logp_all
 
 
@@ -143,6 +177,160 @@ def draw(probs: torch.Tensor, generator=None) -> torch.Tensor:
     return torch.multinomial(on_generator, 1, generator=generator).squeeze(1).to(probs.device)
 
 
+# ---------------------------------------------------------------------------------------------
+# The sampling loop, shared by the text, calculator and vision rollouts
+
+
+@dataclass
+class Override:
+    """What an `on_token` hook changes at step t. Each field is a (B,) tensor, or None for no change;
+    rows that had already ended are left alone."""
+
+    ids: torch.Tensor | None = None  # long: the token to write on each forced row
+    forced: torch.Tensor | None = None  # bool: token t is the environment's, not the policy's (mask 0, log-prob 0)
+    stop: torch.Tensor | None = None  # bool: the row ends after token t (EOS ends a row without a hook)
+
+
+@dataclass
+class Sampled:
+    """What `sample` returns: (B, T) tensors trimmed to the last column any row wrote."""
+
+    tokens: torch.Tensor  # (B, T) long: pad after a row's end
+    completion_mask: torch.Tensor  # (B, T) float: 1 on sampled (policy) tokens, EOS included
+    forced_mask: torch.Tensor  # (B, T) float: 1 on tokens an on_token hook forced
+    logprobs: torch.Tensor  # (B, T): log pi of each sampled token, 0 elsewhere
+    entropies: torch.Tensor  # (B, T): entropy of the distribution each token was sampled from, 0 elsewhere
+    finished: torch.Tensor  # (B,) bool: ended by EOS or by the hook, not by running out of tokens
+
+    @property
+    def present(self) -> torch.Tensor:
+        """1 on every written token, sampled or forced: the completion's attention mask."""
+        return self.completion_mask + self.forced_mask
+
+    def rollout(self, tokenizer, prompts: list[str], prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                cls=Rollout, **extra) -> Rollout:
+        """A `cls` (Rollout or a subclass, whose own fields come in `extra`) of these completions."""
+        present = self.present
+        texts = tokenizer.batch_decode([row[keep.bool()].tolist() for row, keep in zip(self.tokens, present)],
+                                       skip_special_tokens=True)
+        return cls(torch.cat([prompt_ids, self.tokens], dim=1), torch.cat([prompt_mask, present.long()], dim=1),
+                   prompt_ids.shape[1], self.completion_mask, self.logprobs, self.entropies, texts, list(prompts),
+                   self.finished, **extra)
+
+
+def check_sampling(max_new_tokens, temperature, top_p=1.0) -> None:
+    """One-line ValueErrors for sampling settings out of range."""
+    check_int("max_new_tokens", max_new_tokens, min=1)
+    check_float("temperature (0: greedy)", temperature, min=0)
+    check_float("top_p", top_p, gt=0, max=1)
+
+
+def _row_flags(name: str, flags, batch: int, device) -> torch.Tensor | None:
+    if flags is None:
+        return None
+    if not isinstance(flags, torch.Tensor) or flags.dtype != torch.bool or tuple(flags.shape) != (batch,):
+        got = f"{flags.dtype} tensor of shape {tuple(flags.shape)}" if isinstance(flags, torch.Tensor) \
+            else type(flags).__name__
+        raise ValueError(f"Override.{name} must be a bool tensor of shape ({batch},); got {got}")
+    return flags.to(device)
+
+
+def _apply_override(override, next_ids: torch.Tensor, alive: torch.Tensor):
+    """(forced, stop, ids to write) from a hook's Override; rows that had ended keep their pad."""
+    if not isinstance(override, Override):
+        raise ValueError(f"on_token must return an Override or None; got {type(override).__name__}")
+    batch, device = len(next_ids), next_ids.device
+    forced = _row_flags("forced", override.forced, batch, device)
+    stop = _row_flags("stop", override.stop, batch, device)
+    forced = alive & forced if forced is not None else torch.zeros_like(alive)
+    stop = alive & stop if stop is not None else torch.zeros_like(alive)
+    if forced.any():
+        ids = override.ids
+        if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or tuple(ids.shape) != (batch,):
+            got = f"{ids.dtype} tensor of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) else repr(ids)
+            raise ValueError(f"Override.ids must be a long tensor of shape ({batch},) when rows are forced; got {got}")
+        next_ids = torch.where(forced, ids.to(device), next_ids)
+    return forced, stop, next_ids
+
+
+@torch.no_grad()
+def sample(decoder, max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0, top_p: float = 1.0,
+           generator: torch.Generator | None = None, on_token=None, exp_logprobs: bool = False) -> Sampled:
+    """Sample up to `max_new_tokens` tokens per row from `decoder` (see Decoders above).
+
+    Each step draws one token for every row (`sample_next`; the generator advances the same way
+    whatever the hook does), then `on_token(t, ids, alive)` may change it: `ids` (B,) are the
+    tokens sampled at step t (pad on rows that have ended), `alive` (B,) the rows writing token t;
+    it returns None or an `Override` that forces tokens (the environment speaks: not trained on)
+    or stops rows. Both tensors are read-only. A row ends at EOS, at a stop, or at max_new_tokens.
+    exp_logprobs: see `sample_next` (the vision rollout's draw).
+    """
+    check_sampling(max_new_tokens, temperature, top_p)
+    if on_token is not None and not callable(on_token):
+        raise ValueError(f"on_token must be callable as on_token(t, ids, alive) or None; got {type(on_token).__name__}")
+    logits = decoder.prefill()
+    batch, device = logits.shape[0], logits.device
+    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logprobs, entropies, completion_mask, forced_mask = (torch.zeros(batch, max_new_tokens, device=device)
+                                                         for _ in range(4))
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    finished = torch.zeros_like(alive)
+    for t in range(max_new_tokens):
+        # a_t ~ pi(. | prompt, a_<t), pi = softmax(logits / T), top-p truncated for the draw only
+        sampled, logp_all = sample_next(logits, temperature, top_p, generator, exp_logprobs)
+        next_ids = torch.where(alive, sampled, torch.full_like(sampled, pad_id))
+        forced = stop = None
+        if on_token is not None:
+            override = on_token(t, next_ids, alive)
+            if override is not None:
+                forced, stop, next_ids = _apply_override(override, next_ids, alive)
+        policy = alive if forced is None else alive & ~forced  # the rows whose token t is the policy's
+        # H = -sum_a pi(a) log pi(a), over the full distribution at this position
+        entropies[:, t] = entropy_of(logp_all) * policy
+        # log pi(a_t), of the token drawn
+        logprobs[:, t] = logp_all.gather(1, sampled[:, None]).squeeze(1) * policy
+        completion_mask[:, t] = policy.float()
+        if forced is not None:
+            forced_mask[:, t] = forced.float()
+        tokens[:, t] = next_ids
+        writing = alive  # the rows that wrote token t: the decoder's attention mask for it
+        ended = next_ids == eos_id if stop is None else (next_ids == eos_id) | stop
+        finished |= alive & ended
+        alive = alive & ~ended
+        if t == max_new_tokens - 1 or not alive.any():
+            break
+        logits = decoder.step(next_ids, t, writing)
+
+    # drop the columns after the last token any row wrote
+    used = int((completion_mask + forced_mask).sum(0).nonzero().max()) + 1
+    return Sampled(tokens[:, :used], completion_mask[:, :used], forced_mask[:, :used], logprobs[:, :used],
+                   entropies[:, :used], finished)
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """The model in eval mode (no dropout) inside the block, back in its own mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of the prompts, left-padded by the tokenizer, on `device`."""
+    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+
+
+def check_prompts(name: str, prompts) -> None:
+    """A one-line ValueError unless `prompts` is a non-empty list (a bare string would be split into characters)."""
+    if isinstance(prompts, str) or not prompts:
+        got = "a string (wrap it in a list)" if isinstance(prompts, str) else "an empty list"
+        raise ValueError(f"{name} needs at least one prompt, as a list of strings; got {got}")
+
+
 @torch.no_grad()
 def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temperature: float = 1.0,
             top_p: float = 1.0, generator: torch.Generator | None = None, engine: str = "auto") -> Rollout:
@@ -154,54 +342,15 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
     decoder of `labkit.core.static_llama` (plain Llama only); "auto" (default) the lean one where it applies
     on the CPU. Both draw the same tokens for the same generator.
     """
-    if not prompts:
-        raise ValueError("rollout needs at least one prompt; got an empty list")
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
-    if temperature < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1; got {temperature}, {top_p}")
-    model, tokenizer = policy.model, policy.tokenizer
-    device = policy.device
-    was_training = model.training
-    model.eval()
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
-    prompt_ids = encoded["input_ids"].to(device)
-    prompt_mask = encoded["attention_mask"].to(device)
-    batch, prompt_len = prompt_ids.shape
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    decoder = decoder_for(model, engine, prompt_ids, prompt_mask, max_new_tokens)
-
-    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(batch, max_new_tokens, device=device)
-    entropies = torch.zeros(batch, max_new_tokens, device=device)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
-    completion_mask = torch.zeros(batch, max_new_tokens, device=device)
-
-    logits = decoder.prefill()
-    for t in range(max_new_tokens):
-        next_ids, logp_all = sample_next(logits, temperature, top_p, generator)
-        # H = -sum_a pi(a) log pi(a), over the full distribution at this position
-        entropies[:, t] = entropy_of(logp_all) * alive
-        logprobs[:, t] = logp_all.gather(1, next_ids[:, None]).squeeze(1) * alive
-        completion_mask[:, t] = alive.float()
-        next_ids = torch.where(alive, next_ids, torch.full_like(next_ids, pad_id))
-        tokens[:, t] = next_ids
-        alive = alive & (next_ids != eos_id)
-        if t == max_new_tokens - 1 or not alive.any():
-            break
-        logits = decoder.step(next_ids, t)
-
-    used = int(completion_mask.sum(0).nonzero().max()) + 1
-    tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
-    completion_mask = completion_mask[:, :used]
-    finished = ((tokens == eos_id) & completion_mask.bool()).any(-1)
-    full_ids = torch.cat([prompt_ids, tokens], dim=1)
-    full_mask = torch.cat([prompt_mask, completion_mask.long()], dim=1)
-    texts = tokenizer.batch_decode([row[m.bool()].tolist() for row, m in zip(tokens, completion_mask)],
-                                   skip_special_tokens=True)
-    model.train(was_training)
-    return Rollout(full_ids, full_mask, prompt_len, completion_mask, logprobs, entropies,
-                   texts, list(prompts), finished)
+    check_prompts("rollout", prompts)
+    check_sampling(max_new_tokens, temperature, top_p)
+    tokenizer = policy.tokenizer
+    with eval_mode(policy.model):
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, policy.device)
+        decoder = decoder_for(policy.model, engine, prompt_ids, prompt_mask, max_new_tokens)
+        out = sample(decoder, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature, top_p,
+                     generator)
+    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask)
 
 
 def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:

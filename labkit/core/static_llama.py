@@ -48,7 +48,7 @@ def _has_hooks(module: torch.nn.Module) -> bool:
 
 
 class LeanDecoder:
-    """Prefill + one-token steps for `rollout`, over a static KV cache.
+    """Prefill + one-token steps for `labkit.core.sampling.sample`, over a static KV cache.
 
     The fused weight matrices are concatenated once per rollout: the weights change every update.
     """
@@ -108,8 +108,9 @@ class LeanDecoder:
         self.bias = bias[:, None, None, :].expand(-1, self.heads, 1, -1).reshape(b * self.heads, 1, self.total)
         return out.logits[inverse, -1].float()
 
-    def step(self, ids: torch.Tensor, t: int) -> torch.Tensor:
-        """Feed completion token t (ids: (B,)); return the logits (B, V) for token t + 1."""
+    def step(self, ids: torch.Tensor, t: int, present: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed completion token t (ids: (B,)); return the logits (B, V) for token t + 1. Rows that
+        have ended (present False) stay attended: their outputs are discarded anyway."""
         b, h, kv, d = self.batch, self.heads, self.kv_heads, self.head_dim
         hidden, at = h * d, self.prompt_len + t
         length = at + 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from labkit.core.evaluate import check_tasks, sample_and_judge
 from labkit.core.vision.rollout import vlm_rollout
 from labkit.core.vision.world import (KINDS, VisualTask, description_accurate, images_of, text_only_correct, text_only_prompt,
                                  verify)
@@ -68,24 +69,35 @@ class Measured:
                     desc_solve_rate=self.desc_solve_rate)
 
 
+@dataclass
+class FirstPass:
+    """One first pass judged by `measure`."""
+
+    correct: bool
+    format_ok: bool
+    desc_accurate: bool
+    desc_solved: bool  # the second pass, from this description, answers right
+
+
 @torch.no_grad()
 def measure(model, tokenizer, tasks: list[VisualTask], samples: int = 1, temperature: float = 1.0,
             seed: int = 0, batch_size: int = 256) -> Measured:
     """Sample `samples` first passes per task and score them (see the module docstring)."""
-    if not tasks or samples < 1:
-        raise ValueError(f"measure needs tasks and samples >= 1; got {len(tasks)} tasks, samples={samples}")
+    check_tasks("measure", tasks, samples)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    owners = [t for t in tasks for _ in range(samples)]
-    right = fmt = desc_ok = solved = 0
-    for start in range(0, len(owners), batch_size):
-        part = owners[start:start + batch_size]
-        out = vlm_rollout(model, tokenizer, [t.question for t in part], images_of(part), MAX_NEW_TOKENS,
-                          temperature, generator)
-        verdicts = [verify(t, text) for t, text in zip(part, out.completions)]
-        right += sum(v.correct for v in verdicts)
-        fmt += sum(v.format_ok for v in verdicts)
-        desc_ok += sum(description_accurate(t, v.description) for t, v in zip(part, verdicts))
-        solved += sum(second_pass(model, tokenizer, part, [v.description for v in verdicts]))
-    n = len(owners)
-    return Measured(right / n, fmt / n, desc_ok / n, solved / n, samples)
+
+    def sampler(part: list[VisualTask]):
+        return vlm_rollout(model, tokenizer, [t.question for t in part], images_of(part), MAX_NEW_TOKENS,
+                           temperature, generator)
+
+    def judge(part: list[VisualTask], batch) -> list[FirstPass]:
+        verdicts = [verify(t, text) for t, text in zip(part, batch.completions)]
+        solved = second_pass(model, tokenizer, part, [v.description for v in verdicts])
+        return [FirstPass(v.correct, v.format_ok, description_accurate(t, v.description), s)
+                for t, v, s in zip(part, verdicts, solved)]
+
+    judged = sample_and_judge(tasks, sampler, judge, samples, batch_size)[1]
+    n = len(judged)
+    return Measured(sum(j.correct for j in judged) / n, sum(j.format_ok for j in judged) / n,
+                    sum(j.desc_accurate for j in judged) / n, sum(j.desc_solved for j in judged) / n, samples)

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from labkit.core.grpo import RLConfig, optimise, ppo_clip_loss
-from labkit.core.sampling import Rollout, autocast, cache_keyword, check_scoring_temperature, draw, entropy_of
+from labkit.core.sampling import (Rollout, TransformersDecoder, autocast, cache_keyword, check_prompts, check_sampling,
+                                  check_scoring_temperature, encode_prompts, entropy_of, eval_mode, sample)
 
 
 @dataclass
@@ -37,71 +38,44 @@ def _prefix_len(model, pixel_values) -> int:
     return 0 if pixel_values is None else model.prefix_len
 
 
+class VisionDecoder(TransformersDecoder):
+    """The decoder of `labkit.core.sampling.sample` for a TinyVLM: the prefill reads [image prefix |
+    prompt] (the model embeds the images), then each step feeds one token to the language model's
+    cache, the mask and positions counting the prefix. Without pixel_values, the plain language model."""
+
+    def __init__(self, model, prompt_ids: torch.Tensor, text_mask: torch.Tensor, pixel_values: torch.Tensor | None):
+        prefix = text_mask.new_ones(len(text_mask), _prefix_len(model, pixel_values))
+        super().__init__(model, prompt_ids, torch.cat([prefix, text_mask], dim=1))  # mask: everything seen so far
+        self.cache = {cache_keyword(model.language_model): DynamicCache()}
+        self.text_mask, self.images = text_mask, pixel_values
+
+    def prefill(self) -> torch.Tensor:
+        if self.images is None:
+            return super().prefill()
+        with autocast(self.step_ids.device):  # the model puts the prefix in front and positions both
+            out = self.model(input_ids=self.step_ids, attention_mask=self.text_mask, pixel_values=self.images,
+                             use_cache=True, logits_to_keep=1, **self.cache)
+        return out.logits[:, -1, :].float()
+
+
 @torch.no_grad()
 def vlm_rollout(model, tokenizer, prompts: list[str], pixel_values: torch.Tensor | None = None,
                 max_new_tokens: int = 40, temperature: float = 1.0,
                 generator: torch.Generator | None = None) -> VisionRollout:
     """Sample one completion per (image, prompt) row with a KV cache; temperature 0 is greedy.
     Row i reads [image i's prefix | <bos> prompt i]; without pixel_values, the prompt alone."""
-    if not prompts:
-        raise ValueError("vlm_rollout needs at least one prompt; got an empty list")
+    check_prompts("vlm_rollout", prompts)
     if pixel_values is not None and len(pixel_values) != len(prompts):
         raise ValueError(f"need one image per prompt; got {len(pixel_values)} images for {len(prompts)} prompts")
-    if max_new_tokens < 1 or temperature < 0:
-        raise ValueError(f"need max_new_tokens >= 1 and temperature >= 0; got {max_new_tokens}, {temperature}")
+    check_sampling(max_new_tokens, temperature)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
-    prompt_ids, text_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-    batch, prompt_len = prompt_ids.shape
-    k = _prefix_len(model, pixel_values)
-    mask = torch.cat([text_mask.new_ones(batch, k), text_mask], dim=1)  # everything seen so far
-    eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    logprobs = torch.zeros(batch, max_new_tokens, device=device)
-    entropies = torch.zeros(batch, max_new_tokens, device=device)
-    completion_mask = torch.zeros(batch, max_new_tokens, device=device)
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
-    cache = {cache_keyword(model.language_model): DynamicCache()}
-    positions = mask.long().cumsum(-1)[:, -1:] - 1  # the last prompt position of each row
     images = None if pixel_values is None else pixel_values.to(device)
-    for t in range(max_new_tokens):
-        with autocast(device):
-            if t == 0:  # the whole prompt (and image prefix) at once
-                out = model(input_ids=prompt_ids, attention_mask=text_mask if images is not None else mask,
-                            pixel_values=images, use_cache=True, logits_to_keep=1,
-                            position_ids=None if images is not None else (mask.long().cumsum(-1) - 1).clamp(min=0),
-                            **cache)
-            else:
-                out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=positions,
-                            use_cache=True, logits_to_keep=1, **cache)
-        logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            logp_all = (logits / temperature).log_softmax(-1)
-            probs = logp_all.exp()
-            next_ids = draw(probs, generator)
-        else:
-            logp_all = logits.log_softmax(-1)
-            next_ids = logits.argmax(-1)
-        entropies[:, t] = entropy_of(logp_all) * alive
-        logprobs[:, t] = logp_all.gather(1, next_ids[:, None]).squeeze(1) * alive
-        completion_mask[:, t] = alive.float()
-        next_ids = torch.where(alive, next_ids, torch.full_like(next_ids, pad_id))
-        tokens[:, t] = next_ids
-        alive = alive & (next_ids != eos_id)
-        if not alive.any():
-            break
-        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
-        positions = positions + 1
-    used = int(completion_mask.sum(0).nonzero().max()) + 1
-    tokens, logprobs, entropies = tokens[:, :used], logprobs[:, :used], entropies[:, :used]
-    completion_mask = completion_mask[:, :used]
-    finished = ((tokens == eos_id) & completion_mask.bool()).any(-1)
-    texts = [tokenizer.decode(row[m.bool()], skip_special_tokens=True) for row, m in zip(tokens, completion_mask)]
-    model.train(was_training)
-    return VisionRollout(torch.cat([prompt_ids, tokens], 1), torch.cat([text_mask, completion_mask.long()], 1),
-                         prompt_len, completion_mask, logprobs, entropies, texts, list(prompts), finished, images)
+    with eval_mode(model):
+        prompt_ids, text_mask = encode_prompts(tokenizer, prompts, device)
+        decoder = VisionDecoder(model, prompt_ids, text_mask, images)
+        out = sample(decoder, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature,
+                     generator=generator, exp_logprobs=True)
+    return out.rollout(tokenizer, prompts, prompt_ids, text_mask, cls=VisionRollout, pixel_values=images)
 
 
 def vlm_completion_logprobs(model, batch: VisionRollout, with_entropy: bool = False, temperature: float = 1.0):
