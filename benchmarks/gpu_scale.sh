@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_scale.sh check          # install + one smoke run: fails in a minute if the setup is wrong
 #   bash benchmarks/gpu_scale.sh run SECONDS    # all notebooks at gpu scale, each stopped (SIGTERM) after SECONDS
+#   NOTEBOOKS="notebooks/04_*.ipynb" bash benchmarks/gpu_scale.sh run 120   # only these
 #
 # Meant for the `device` tool: the machine has torch but no Jupyter stack, so the wheels in .whl/
 # (made by benchmarks/gpu_wheels.sh) are installed into /tmp/site first. A run stopped by its time
@@ -33,7 +34,7 @@ fi
 rm -rf /tmp/gpu_runs
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 15 > "$out/gpu_util.csv" &
 smi=$!
-for nb in notebooks/[0-9][0-9]_*.ipynb; do
+for nb in ${NOTEBOOKS:-notebooks/[0-9][0-9]_*.ipynb}; do
     id=$(basename "$nb" | cut -c1-2)
     timeout -s TERM "$seconds" python3 -m labkit.lab.cli run "$id" --scale gpu --seed 0 > "$out/run_$id.log" 2>&1 &
 done
