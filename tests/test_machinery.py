@@ -376,6 +376,8 @@ def _write_nb(path: Path, *, params_src='scale = "workshop"\nseed = 0\ndevice = 
               "outputs": [{"output_type": "stream", "name": "stdout", "text": "x"}] if outputs else [],
               "source": [params_src]},
              _md("## Mechanism\n\n## Experiment"), _md("## Results"), _md("## Notes\n\nShort.")]
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i}"
     nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "labkit": {"papers": list(papers), "records": ["acc"], "workshop_minutes": 4.5}}}
@@ -440,9 +442,11 @@ def test_check_notebook_holds_the_anatomy(tmp_path):
         "sections out of order; want Key equations → Pseudocode → Mechanism → Experiment → Results → Notes"]
     assert problems_with(lambda cells: cells.insert(4, cells.pop(2))) == [
         "the parameters cell must come after Pseudocode and before Mechanism"]
-    assert problems_with(lambda cells: cells.append(_md("more"))) == ["'## Notes' must be the last cell"]
+    assert problems_with(lambda cells: cells.append({**_md("more"), "id": "more"})) == ["'## Notes' must be the last cell"]
     assert problems_with(lambda cells: cells[-1].update(source=["## Notes\n" + "line\n" * 40])) == [
         "'## Notes' is longer than 40 lines"]
+    assert problems_with(lambda cells: cells[1].pop("id")) == [
+        "cell 1 has no id (nbformat 4.5 requires one; nbformat.validator.normalize adds it)"]
     assert problems_with(lambda cells: cells[0].update(source=["no title"])) == [
         "the first cell must be the title and idea (markdown starting '# ')"]
 

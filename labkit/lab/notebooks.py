@@ -244,7 +244,10 @@ def check_notebook(path) -> list[str]:
         nb = _read(path)
     except (OSError, ValueError) as e:
         return [f"cannot read as JSON: {e}"]
+    needs_ids = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
     for i, cell in enumerate(nb.get("cells", [])):
+        if needs_ids and not cell.get("id"):
+            problems.append(f"cell {i} has no id (nbformat 4.5 requires one; nbformat.validator.normalize adds it)")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):

@@ -10,7 +10,7 @@ import torch
 from labkit.core.grpo import subset
 from labkit.core.sampling import Rollout, concat_rollouts, rollout
 from labkit.core.tasks import Task, verify
-from labkit.core.tasks.hints import (HINT_SEPARATOR, LEVELS, MAX_HINT_CHARS, MAX_LEVEL, _check_level,
+from labkit.core.tasks.hints import (HINT_SEPARATOR, LEVELS, MAX_HINT_CHARS, _check_level,
                                      hint_request, hinted_prompt, procedural_hint)
 
 
@@ -203,13 +203,13 @@ def resample_all_wrong(policy, tasks: list[Task], group_size: int, budget: int, 
 
 
 def training_pool(category_levels, per_level: int, seed: int) -> list[Task]:
-    """A fixed pool of training tasks (seeds >= 1000: never the eval sets'), revisited over epochs
+    """A fixed pool of training tasks (train_seed: never the eval sets' seeds), revisited over epochs
     so a per-prompt hint level has something to adapt to."""
-    from labkit.core.tasks import TRAIN_SEED_MIN, make_tasks
+    from labkit.core.tasks import make_tasks, train_seed
 
     pool = []
     for category, level in category_levels:
-        pool += make_tasks(category, level, per_level, seed=TRAIN_SEED_MIN + seed)
+        pool += make_tasks(category, level, per_level, seed=train_seed(seed))
     random.Random(seed).shuffle(pool)
     return pool
 
