@@ -104,3 +104,16 @@ def test_export_writes_checks_and_finds_orphans(tmp_path):
     assert namespace["double"](21) == 42 and "Generated from" in namespace["__doc__"]
     (out / "n43_gone.py").write_text("")
     assert stale_exports([demo], out) == ["labkit/nb/n43_gone.py has no notebook cells tagged 'export'"]
+
+
+def test_code_writes_each_notebooks_code_cells_without_the_export_cells(tmp_path):
+    from labkit.lab.notebooks import write_code
+
+    written = write_code(tmp_path)
+    assert [p.stem for p in written] == IDS
+    for nb, path in zip(NOTEBOOKS, written):
+        cells = json.loads(nb.path.read_text())["cells"]
+        exported = [c for c in cells if "export" in c.get("metadata", {}).get("tags", [])]
+        text = path.read_text()
+        compile(text, str(path), "exec")  # the series' code parses as plain Python
+        assert all("".join(c["source"]).strip() not in text for c in exported)

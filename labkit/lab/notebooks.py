@@ -28,7 +28,7 @@ REQUIRED_PARAMETERS = ("scale", "seed", "device")
 __all__ = ["NotebookInfo", "UnknownNotebook", "notebooks_dir", "discover", "info", "resolve",
            "missing_records",
            "check_notebook", "parameters_cell", "table_markdown", "update_readme",
-           "export_path", "export_source", "export_all", "stale_exports"]
+           "export_path", "export_source", "export_all", "stale_exports", "write_code"]
 
 
 class UnknownNotebook(ParameterError):
@@ -349,6 +349,22 @@ def stale_exports(infos=None, nb_dir=None) -> list[str]:
     return problems
 
 
+def write_code(out_dir, infos=None) -> list[Path]:
+    """Every notebook's code cells as one .py file each in `out_dir` (to read or lint the series'
+    code as plain Python, e.g. `duplicates --repo out_dir`); cells tagged `export` are left out,
+    since labkit/nb holds them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb in discover() if infos is None else infos:
+        cells = [c for c in _read(nb.path)["cells"] if c["cell_type"] == "code"
+                 and EXPORT_TAG not in c.get("metadata", {}).get("tags", [])]
+        path = out_dir / f"{nb.stem}.py"
+        path.write_text("\n\n\n".join("".join(c["source"]).strip("\n") for c in cells) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def export_all(infos=None, nb_dir=None) -> list[Path]:
     """Write every notebook's export cells to labkit/nb; returns the files that changed."""
     changed = []
@@ -415,7 +431,13 @@ def main(argv=None) -> int:
                     "with --export, that labkit/nb matches the notebooks, without writing)")
     ap.add_argument("--export", action="store_true", help="write each notebook's cells tagged "
                     "`export` to labkit/nb/nNN_name.py")
+    ap.add_argument("--code", metavar="DIR", help="write each notebook's code cells (not the export "
+                    "cells) to DIR/NN_name.py")
     args = ap.parse_args(argv)
+    if args.code:
+        for path in write_code(args.code):
+            print(f"wrote {path}")
+        return 0
     if args.export:
         if args.check:
             problems = stale_exports()
