@@ -31,8 +31,9 @@ import torch
 from labkit.core.checks import check_int
 from labkit.core.evaluate import Evaluation, check_tasks, sample_and_judge
 from labkit.core.policy import Policy
-from labkit.core.sampling import (Override, Rollout, TransformersDecoder, check_prompts, check_sampling, encode_prompts,
-                                  eval_mode, sample)
+from labkit.core.policy.tokenizer import is_char_level
+from labkit.core.sampling import (Override, Rollout, TransformersDecoder, check_prompts, check_sampling,
+                                  encode_policy_prompts, eval_mode, sample)
 from labkit.core.tasks import Task, Verdict, load_eval_set, verify
 from labkit.core.tasks.countdown import evaluate as evaluate_expression, tokenize
 
@@ -118,9 +119,17 @@ class CalculatorHook:
 
     It reads each row's policy characters; when a row closes a call (`]` after an open `[`) it
     queues the calculator's reply, and forces the queued characters as the row's next tokens, one
-    per step. Calls beyond `max_calls` get '=?;'; with `stop_after_call` a row ends with its first reply."""
+    per step. Calls beyond `max_calls` get '=?;'; with `stop_after_call` a row ends with its first reply.
 
-    def __init__(self, tokenizer, batch: int, device, max_calls: int, stop_after_call: bool, max_operands: int):
+    text_level (None: whenever the tokenizer is not character-level, `is_char_level`): a BPE token
+    may hold several characters ('8]', ']='), so the hook decodes the row's policy tokens since the
+    last reply, finds a closed call in that text, and forces the reply as the tokenizer encodes it
+    ('=9716;' -> its BPE tokens) after the token that closed the call. Characters that token holds
+    after its `]` stay: when they begin the reply (']=' then '9716;' is forced) only the rest is
+    forced; otherwise the whole reply follows them ('].' + '=9716;')."""
+
+    def __init__(self, tokenizer, batch: int, device, max_calls: int, stop_after_call: bool, max_operands: int,
+                 text_level: bool | None = None):
         self.char_id = {ch: tokenizer.convert_tokens_to_ids(ch) for ch in "0123456789+-*?=;[]"}
         self.id_char = {i: ch for ch, i in self.char_id.items()}
         self.eos_id, self.device = tokenizer.eos_token_id, device
@@ -128,6 +137,9 @@ class CalculatorHook:
         self.queued: list[list[int]] = [[] for _ in range(batch)]  # the reply still to write, per row
         self.segment = [""] * batch  # policy characters since the last tool reply
         self.calls = [0] * batch
+        self.text_level = not is_char_level(tokenizer) if text_level is None else bool(text_level)
+        self.tokenizer = tokenizer
+        self.written: list[list[int]] = [[] for _ in range(batch)]  # text level: policy tokens since the last reply
 
     def __call__(self, t: int, ids: torch.Tensor, alive: torch.Tensor) -> Override | None:
         next_ids = ids.tolist()
@@ -140,8 +152,11 @@ class CalculatorHook:
                 forced[i] = True
                 stop[i] = self.stop_after_call and not self.queued[i]
             elif next_ids[i] != self.eos_id:
-                self._read(i, next_ids[i])
-        if not any(forced):
+                if not self.text_level:
+                    self._read(i, next_ids[i])
+                elif self._read_text(i, next_ids[i]) and not self.queued[i]:
+                    stop[i] = self.stop_after_call  # the policy's own token wrote the whole reply
+        if not any(forced) and not any(stop):
             return None
         return Override(ids=torch.tensor(next_ids, device=self.device), forced=torch.tensor(forced, device=self.device),
                         stop=torch.tensor(stop, device=self.device))
@@ -158,6 +173,30 @@ class CalculatorHook:
             self.queued[i] = [self.char_id[c] for c in reply]
             self.segment[i] = ""
 
+    def _reply(self, i: int, expression: str) -> str:
+        within = self.calls[i] < self.max_calls
+        self.calls[i] += 1
+        return tool_output(expression, self.max_operands) if within else RESULT_OPEN + ERROR + RESULT_CLOSE
+
+    def _read_text(self, i: int, token: int) -> bool:
+        """Row i's policy wrote `token` (any tokenizer): when the text since the last reply holds a closed
+        call, queue the reply's tokens and return True. The expression is what lies between the last `[`
+        and the first `]` after one; the text after that `]` (inside the same token) is kept."""
+        self.written[i].append(token)
+        if CALL_CLOSE not in self.tokenizer.decode([token], skip_special_tokens=True):
+            return False
+        text = self.tokenizer.decode(self.written[i], skip_special_tokens=True)
+        opened = text.find(CALL_OPEN)
+        closed = text.find(CALL_CLOSE, opened + 1) if opened >= 0 else -1
+        if closed < 0:
+            return False
+        expression, tail = text[:closed].rsplit(CALL_OPEN, 1)[1], text[closed + 1:]
+        reply = self._reply(i, expression)
+        rest = reply[len(tail):] if reply.startswith(tail) else reply
+        self.queued[i] = list(self.tokenizer.encode(rest, add_special_tokens=False)) if rest else []
+        self.written[i] = []
+        return True
+
 
 @torch.no_grad()
 def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, temperature: float = 1.0,
@@ -170,19 +209,23 @@ def tool_rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 32, t
     instead of samples (logprob 0, entropy 0, mask 0). Calls beyond `max_calls` get '=?;'.
     stop_after_call: the row ends once its first reply is written (the reply is its answer).
     max_operands: the most numbers one call may hold (2: one operation per call).
-    temperature 0 decodes greedily. Same seed and device, same completions."""
+    temperature 0 decodes greedily. Same seed and device, same completions.
+    A chat policy (`Policy.chat`) reads each prompt in its chat template, its calls are found in the
+    decoded text (`CalculatorHook` text_level) and its `completions` are the answers extracted from the
+    whole text (`texts`): after the last reply, or the reply itself."""
     check_prompts("tool_rollout", prompts)
     check_sampling(max_new_tokens, temperature, top_p)
     check_int("max_calls", max_calls, min=0)
     _check_max_operands(max_operands)
     tokenizer = policy.tokenizer
     with eval_mode(policy.model):
-        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, policy.device)
+        prompt_ids, prompt_mask = encode_policy_prompts(policy, prompts)
         hook = CalculatorHook(tokenizer, len(prompt_ids), policy.device, max_calls, stop_after_call, max_operands)
         decoder = TransformersDecoder(policy.model, prompt_ids, prompt_mask, mask_finished=True)
         out = sample(decoder, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature, top_p,
                      generator, on_token=hook)
-    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask, cls=ToolRollout, tool_mask=out.forced_mask,
+    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask, cls=ToolRollout,
+                       answer_extractor=getattr(policy, "answer_extractor", None), tool_mask=out.forced_mask,
                        calls=hook.calls)
 
 
@@ -297,8 +340,9 @@ def evaluate_with_tools(policy: Policy, tasks: list[Task], samples: int = 1, tem
                             stop_after_call=stop_after_call, max_operands=max_operands)
 
     def judge(part: list[Task], batch: ToolRollout) -> list[ToolJudgement]:
-        return [ToolJudgement(verify_with_tools(t, text).correct, calls > 0, text)
-                for t, text, calls in zip(part, batch.completions, batch.calls)]
+        written = batch.texts if batch.texts is not None else batch.completions  # as written (chat: before extraction)
+        return [ToolJudgement(verify_with_tools(t, answer).correct, calls > 0, text)
+                for t, answer, text, calls in zip(part, batch.completions, written, batch.calls)]
 
     ev, judged = sample_and_judge(tasks, sampler, judge, samples, batch_size)
     return ToolEvaluation(ev.tasks, ev.correct, ev.samples, ev.mean_entropy, [j.called for j in judged],

@@ -12,7 +12,7 @@ records log-probs and entropies, and lets the hook change what is written.
 """
 import contextlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,11 @@ class Rollout:
     `input_ids` is [left-padded prompt | completion right-padded after EOS]; the completion starts
     at column `prompt_len`. `logprobs`/`entropies` are those of the sampling distribution
     (softmax of logits / temperature, before top-p truncation), aligned with `completion_mask`.
+
+    `prompts` are the task prompts; for a chat policy `input_ids` hold them in the chat template
+    (`Policy.format_prompt`). `completions` are what the verifiers read: the decoded text, or for a
+    policy with an `answer_extractor` (a chat checkpoint) the answer extracted from it; `texts` keeps
+    the decoded text as written (None where a batch was rebuilt from parts without it).
     """
 
     input_ids: torch.Tensor  # (B, P + T)
@@ -38,9 +43,10 @@ class Rollout:
     completion_mask: torch.Tensor  # (B, T) float: 1 for generated tokens (EOS included)
     logprobs: torch.Tensor  # (B, T)
     entropies: torch.Tensor  # (B, T)
-    completions: list[str]  # decoded completion text, EOS and padding removed
+    completions: list[str]  # decoded completion text, EOS and padding removed (chat policy: the answer in it)
     prompts: list[str]
     finished: torch.Tensor  # (B,) bool: the completion ended with EOS
+    texts: list[str] | None = field(default=None, kw_only=True)  # the decoded completions as written
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -208,14 +214,16 @@ class Sampled:
         return self.completion_mask + self.forced_mask
 
     def rollout(self, tokenizer, prompts: list[str], prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                cls=Rollout, **extra) -> Rollout:
-        """A `cls` (Rollout or a subclass, whose own fields come in `extra`) of these completions."""
+                cls=Rollout, answer_extractor=None, **extra) -> Rollout:
+        """A `cls` (Rollout or a subclass, whose own fields come in `extra`) of these completions;
+        `answer_extractor` (text -> answer, e.g. a chat policy's) makes its `completions`."""
         present = self.present
         texts = tokenizer.batch_decode([row[keep.bool()].tolist() for row, keep in zip(self.tokens, present)],
                                        skip_special_tokens=True)
+        completions = list(texts) if answer_extractor is None else [answer_extractor(text) for text in texts]
         return cls(torch.cat([prompt_ids, self.tokens], dim=1), torch.cat([prompt_mask, present.long()], dim=1),
-                   prompt_ids.shape[1], self.completion_mask, self.logprobs, self.entropies, texts, list(prompts),
-                   self.finished, **extra)
+                   prompt_ids.shape[1], self.completion_mask, self.logprobs, self.entropies, completions,
+                   list(prompts), self.finished, texts=texts, **extra)
 
 
 def check_sampling(max_new_tokens, temperature, top_p=1.0) -> None:
@@ -318,10 +326,22 @@ def eval_mode(model):
         model.train(was_training)
 
 
-def encode_prompts(tokenizer, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_prompts(tokenizer, prompts: list[str], device, add_special_tokens: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, attention mask) of the prompts, left-padded by the tokenizer, on `device`."""
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+
+
+def encode_policy_prompts(policy: Policy, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of task prompts as the policy reads them, on its device: where prompt text
+    becomes ids for every rollout (and so for every score of one). A chat policy reads each prompt in
+    its chat template (`Policy.format_prompt`; the template writes its own special tokens, so the
+    tokenizer adds none); a char-level base reads `<bos>` + the prompt."""
+    if not getattr(policy, "chat", False):
+        return encode_prompts(policy.tokenizer, prompts, policy.device)
+    return encode_prompts(policy.tokenizer, [policy.format_prompt(p) for p in prompts], policy.device,
+                          add_special_tokens=False)
 
 
 def check_prompts(name: str, prompts) -> None:
@@ -334,7 +354,8 @@ def check_prompts(name: str, prompts) -> None:
 @torch.no_grad()
 def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temperature: float = 1.0,
             top_p: float = 1.0, generator: torch.Generator | None = None, engine: str = "auto") -> Rollout:
-    """Sample one completion per prompt (repeat a prompt in `prompts` for a group).
+    """Sample one completion per prompt (repeat a prompt in `prompts` for a group). A chat policy reads
+    each prompt in its chat template and its `completions` are the extracted answers (see Rollout).
 
     temperature 0 decodes greedily. Sampling uses `torch.multinomial` with `generator` (or the
     global torch RNG), so a fixed seed gives the same completions on the same device.
@@ -346,11 +367,12 @@ def rollout(policy: Policy, prompts: list[str], max_new_tokens: int = 16, temper
     check_sampling(max_new_tokens, temperature, top_p)
     tokenizer = policy.tokenizer
     with eval_mode(policy.model):
-        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, policy.device)
+        prompt_ids, prompt_mask = encode_policy_prompts(policy, prompts)
         decoder = decoder_for(policy.model, engine, prompt_ids, prompt_mask, max_new_tokens)
         out = sample(decoder, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, temperature, top_p,
                      generator)
-    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask)
+    return out.rollout(tokenizer, prompts, prompt_ids, prompt_mask,
+                       answer_extractor=getattr(policy, "answer_extractor", None))
 
 
 def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
@@ -369,9 +391,10 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         masks.append(F.pad(p.completion_mask, (0, right), value=0.0))
         logps.append(F.pad(p.logprobs, (0, right), value=0.0))
         ents.append(F.pad(p.entropies, (0, right), value=0.0))
+    texts = [t for p in parts for t in p.texts] if all(p.texts is not None for p in parts) else None
     return Rollout(torch.cat(ids), torch.cat(attn), prompt_len, torch.cat(masks), torch.cat(logps),
                    torch.cat(ents), [c for p in parts for c in p.completions],
-                   [q for p in parts for q in p.prompts], torch.cat([p.finished for p in parts]))
+                   [q for p in parts for q in p.prompts], torch.cat([p.finished for p in parts]), texts=texts)
 
 
 def completion_logprobs(model, batch: Rollout, with_entropy: bool = False, share_prompts: bool = True,

@@ -31,3 +31,11 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         model_max_length=256,
         clean_up_tokenization_spaces=False,
     )
+
+
+def is_char_level(tokenizer) -> bool:
+    """True when every token but the special ones is one character (labkit's char tokenizer), so
+    text and tokens align one to one; False for a BPE or SentencePiece tokenizer, whose tokens
+    may span several characters (the calculator then reads calls from the decoded text)."""
+    special = set(tokenizer.all_special_tokens)
+    return all(len(token) == 1 for token in tokenizer.get_vocab() if token not in special)

@@ -78,3 +78,72 @@ def is_canonical_integer(text: str) -> bool:
 def is_digit_string(text: str) -> bool:
     """One or more ASCII digits (leading zeros allowed: these are strings, not numbers)."""
     return _DIGIT_STRING.fullmatch(text) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer extraction for chat checkpoints (labkit.core.policy.Policy.answer_extractor)
+#
+# A chat model answers in words ("12 + 34 = 46.", "The answer is **46**.", "\boxed{3*5+7}"); the
+# verifiers read a bare answer. `extract_answer` finds it. The shipped char-level bases never go
+# through it: their completions are the answer.
+
+MAX_EXTRACT_CHARS = 4096  # only the last this-many characters of a completion are scanned
+_BOXED = "\\boxed{"
+_ANSWER_MARKER = re.compile(r"\banswer\b(?:\s+(?:is|would\s+be|will\s+be))?\s*[:=]?", re.IGNORECASE)
+_NUMBER = r"\d+(?:,\d{3})*"
+# an answer-shaped span: an integer (thousands commas allowed) or an expression `n op n ...` with + - *
+_ANSWER_SPAN = re.compile(rf"-?{_NUMBER}(?:[ \t]*[-+*][ \t]*{_NUMBER})*")
+_OPERATOR_SPELLINGS = (("\\times", "*"), ("\\cdot", "*"), ("\u00d7", "*"), ("\u22c5", "*"), ("\u00b7", "*"),
+                       ("\u2212", "-"), ("\u2013", "-"))
+
+
+def _spans(text: str) -> list[str]:
+    """The answer-shaped spans of `text`, in order, without spaces or thousands commas."""
+    return [re.sub(r"[ \t,]", "", m.group()) for m in _ANSWER_SPAN.finditer(text)]
+
+
+def _last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (nested braces matched), or None."""
+    start = text.rfind(_BOXED)
+    if start < 0:
+        return None
+    depth, begin = 1, start + len(_BOXED)
+    for i in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i]
+    return None
+
+
+def extract_answer(completion: str) -> str:
+    """The bare answer in a chat model's completion, for the task verifiers; the completion itself
+    when it holds nothing answer-shaped (the verifier then rejects it as it would).
+
+    An answer-shaped span is an integer (``-12``, ``9,716`` read as ``9716``) or an expression of
+    integers and + - * (``3 * 5 + 7`` read as ``3*5+7``; ``\\times``, ``×`` and ``·`` read as ``*``,
+    the unicode minus as ``-``). In order of preference:
+
+    1. the last ``\\boxed{...}``: the first span inside it;
+    2. the first span after the last "answer is" / "answer:" ("The answer is **46**." -> ``46``);
+    3. the last span of the completion ("12 + 34 = 46." -> ``46``).
+
+    Rule 3 takes the value after the last '=', so a countdown model must state its expression
+    as the answer ("The answer is 3*5+7", or boxed) to be read right. Only the last
+    MAX_EXTRACT_CHARS characters are scanned."""
+    if not isinstance(completion, str):
+        return completion
+    text = completion[-MAX_EXTRACT_CHARS:]
+    for spelling, operator in _OPERATOR_SPELLINGS:
+        text = text.replace(spelling, operator)
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        inside = _spans(boxed)
+        if inside:
+            return inside[0]
+    markers = list(_ANSWER_MARKER.finditer(text))
+    if markers:
+        after = _spans(text[markers[-1].end():])
+        if after:
+            return after[0]
+    spans = _spans(text)
+    return spans[-1] if spans else completion
