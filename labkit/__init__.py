@@ -16,6 +16,7 @@ _EXPORTS = {
     "verdict": "labkit.lab.verdicts",
     "LivePlot": "labkit.lab.live",
     "load_policy": "labkit.core.policy",
+    "check": "labkit.lab.exercises",
 }
 
 
@@ -26,4 +27,4 @@ def __getattr__(name):
 
 
 # the keys of _EXPORTS, written out so that static tools can read them (tests/test_machinery.py checks)
-__all__ = ["LivePlot", "ParameterError", "load_policy", "record", "record_time", "results", "setup", "verdict"]
+__all__ = ["LivePlot", "ParameterError", "check", "load_policy", "record", "record_time", "results", "setup", "verdict"]

@@ -428,7 +428,7 @@ def test_check_notebook_finds_each_problem(tmp_path):
 
 def test_check_notebook_holds_the_anatomy(tmp_path):
     """Title → Key equations → Pseudocode → parameters → setup → Mechanism → Experiment →
-    Results → Notes (last, at most 40 lines)."""
+    Results → [Exercises] → Notes (last, at most 40 lines)."""
     def problems_with(edit):
         path = _write_nb(tmp_path / "09_x.ipynb")
         nb = json.loads(path.read_text())
@@ -449,6 +449,29 @@ def test_check_notebook_holds_the_anatomy(tmp_path):
         "cell 1 has no id (nbformat 4.5 requires one; nbformat.validator.normalize adds it)"]
     assert problems_with(lambda cells: cells[0].update(source=["no title"])) == [
         "the first cell must be the title and idea (markdown starting '# ')"]
+    # optional: '## Exercises' between Results and Notes, 2-3 numbered exercises with difficulty and minutes
+    def exercise(n, head="### Exercise {n} · Try it", meta="> **Difficulty:** 🔴🔴⚪ · **Minutes:** 15"):
+        return f"{head.format(n=n)}\n\n{meta}\n\n**What to do.** This.\n\n**How it is checked.** So.\n\n"
+
+    def with_exercises(*texts, at=-1):
+        return lambda cells: cells.insert(at, {**_md("## Exercises\n\nIntro.\n\n" + "".join(texts)), "id": "ex"})
+
+    assert problems_with(with_exercises(exercise(1), exercise(2))) == []
+    assert problems_with(with_exercises(exercise(1), exercise(2), exercise(3))) == []
+    assert problems_with(with_exercises(exercise(1), exercise(2), at=-2)) == [
+        "'## Exercises' must come after '## Results' and before '## Notes'"]
+    assert problems_with(with_exercises(exercise(1))) == [
+        "'## Exercises' holds 1 exercise; want 2-3 ('### Exercise N · title', numbered from 1)"]
+    assert problems_with(with_exercises(*map(exercise, (1, 2, 3, 4)))) == [
+        "'## Exercises' holds 4 exercises; want 2-3 ('### Exercise N · title', numbered from 1)"]
+    assert problems_with(with_exercises(exercise(1), exercise(3))) == [
+        "exercises are numbered 1, 3; want 1 to 2 in order"]
+    assert problems_with(with_exercises(exercise(1), exercise(2, meta="> **Difficulty:** 4 · 15 min"))) == [
+        "Exercise 2 has no difficulty ('**Difficulty:** 🔴⚪⚪, 🔴🔴⚪, 🔴🔴🔴 or 1-3')",
+        "Exercise 2 has no minutes ('**Minutes:** 15')"]
+    assert problems_with(with_exercises(exercise(1), "### Exercise 2 · Bare\n\n**Difficulty:** 2 **Minutes:** 5")) == [
+        "Exercise 2 does not say what to do ('**What to do.**')",
+        "Exercise 2 does not say how it is checked ('**How it is checked.**')"]
 
 
 def test_readme_notebook_table_is_current():

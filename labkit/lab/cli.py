@@ -5,6 +5,7 @@
     labkit sweep NOTEBOOK [--scale S] [--seed N ...] [-p KEY V1 V2 ...] [--metric NAME]
                  [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
     labkit results PATH [--json]   (PATH may be the --out directory that holds one run)
+    labkit student OUT_DIR [NOTEBOOK ...]   (workshop copies: solution functions blanked)
     labkit pretrain ...      (labkit.bases.pretrain)
 
 Bad input gives a one-line error and exit code 2; a notebook that fails gives exit code 1;
@@ -362,6 +363,33 @@ def _print_values(values: dict) -> None:
         print(f"{k.ljust(width)}  {_show(v)}")
 
 
+# ---------------------------------------------------------------------------- student
+
+def cmd_student(args) -> int:
+    """Student copies for a workshop (labkit.lab.exercises): every notebook, or the named ones."""
+    from labkit.lab.exercises import write_student_copies
+    from labkit.lab.notebooks import discover, notebooks_dir, resolve
+
+    if Path(args.out_dir).expanduser().resolve() == notebooks_dir().resolve():
+        raise ParameterError(f"OUT_DIR {args.out_dir} is the notebooks directory: the copies would overwrite "
+                             f"the solutions; accepted: another directory")
+    try:
+        out = _check_out(args.out_dir).expanduser()
+    except ParameterError as e:
+        raise ParameterError(str(e).replace("--out ", "OUT_DIR ", 1)) from None
+    infos = [resolve(n) for n in args.notebooks] if args.notebooks else discover()
+    try:
+        written = write_student_copies(out, infos)
+    except ValueError as e:   # a notebook whose exercises name no function it can blank
+        if isinstance(e, ParameterError):
+            raise
+        _err(str(e))
+        return EXIT_FAILED
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- dispatch
 
 def _dispatch(module: str, what: str, argv) -> int:
@@ -430,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("student", help="workshop copies of the notebooks: solution functions blanked, "
+                                       "a labkit.check cell after each")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="directory for the copies (not notebooks/)")
+    p.add_argument("notebooks", nargs="*", default=[], metavar="NOTEBOOK", help="02, entropy_mechanism, "
+                   "a path ... (default: every notebook)")
+
     sub.add_parser("pretrain", help="pretrain a tiny base model (labkit pretrain --help)",
                    add_help=False)
     return ap
@@ -447,7 +481,7 @@ def main(argv=None) -> int:
                 ap.print_help()
                 return EXIT_USAGE
             return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
-                    "results": cmd_results}[args.command](args)
+                    "results": cmd_results, "student": cmd_student}[args.command](args)
     except (_Usage, ParameterError) as e:
         _err(str(e))
         return EXIT_USAGE

@@ -196,6 +196,9 @@ def _paper_ids():
 # these level-2 headings in this order, the parameters cell between Pseudocode and Mechanism,
 # and Notes last and short (numbers come from the run's records and docs/effects.md).
 SECTIONS = ("Key equations", "Pseudocode", "Mechanism", "Experiment", "Results", "Notes")
+# Optional: `## Exercises` (issue 27, labkit.lab.exercises) between Results and Notes, with 2-3
+# numbered exercises ('### Exercise N · title'), each with a difficulty and minutes.
+OPTIONAL_SECTIONS = ("Exercises",)
 MAX_NOTES_LINES = 40
 
 
@@ -205,7 +208,7 @@ def _headings(cell: dict) -> list[str]:
 
 def anatomy_problems(nb: dict) -> list[str]:
     """How a notebook departs from the anatomy: title → Key equations → Pseudocode →
-    parameters → setup → Mechanism → Experiment → Results → Notes (at most 40 lines)."""
+    parameters → setup → Mechanism → Experiment → Results → [Exercises] → Notes (at most 40 lines)."""
     cells = nb.get("cells", [])
     if not cells or cells[0].get("cell_type") != "markdown" or not "".join(cells[0]["source"]).startswith("# "):
         return ["the first cell must be the title and idea (markdown starting '# ')"]
@@ -213,7 +216,7 @@ def anatomy_problems(nb: dict) -> list[str]:
     for i, cell in enumerate(cells):
         if cell.get("cell_type") == "markdown":
             for heading in _headings(cell):
-                for section in SECTIONS:
+                for section in SECTIONS + OPTIONAL_SECTIONS:
                     if heading == section or heading.startswith(section + " "):
                         found.setdefault(section, i)
     missing = [s for s in SECTIONS if s not in found]
@@ -226,6 +229,13 @@ def anatomy_problems(nb: dict) -> list[str]:
     params = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if params is not None and not found["Pseudocode"] < params < found["Mechanism"]:
         problems.append("the parameters cell must come after Pseudocode and before Mechanism")
+    if "Exercises" in found:
+        if not found["Results"] < found["Exercises"] < found["Notes"]:
+            problems.append("'## Exercises' must come after '## Results' and before '## Notes'")
+        else:
+            from labkit.lab.exercises import exercise_problems
+
+            problems += exercise_problems(cells[found["Exercises"]:found["Notes"]])
     notes = cells[found["Notes"]:]
     if len(notes) != 1:
         problems.append("'## Notes' must be the last cell")

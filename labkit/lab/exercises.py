@@ -1,0 +1,665 @@
+"""Exercises and student copies for workshops (issue 27), in ARENA's format.
+
+Every notebook has a markdown section ``## Exercises`` after ``## Results`` and before ``## Notes``,
+holding two or three numbered exercises::
+
+    ### Exercise 2 · Write `clip_cov_loss`
+
+    > **Difficulty:** 🔴🔴🔴 · **Minutes:** 25 · **Solution:** the cell under *Mechanism* that defines it
+
+    **What to do.** ...
+
+    **How it is checked.** `labkit.check("labkit.nb.n02_entropy_mechanism.clip_cov_loss", clip_cov_loss)` ...
+
+An exercise that asks for a function names its check call; the code cell that holds the reference
+solution is tagged ``solution`` (when the reference lives in ``labkit.core``, no cell holds it).
+
+- ``labkit.check(target, fn)`` runs the repository's unit tests of ``target`` (``CHECKS``) against
+  ``fn``, with ``fn`` put in the target's place for the duration, and says test by test what passed.
+- ``labkit student OUT_DIR`` (``python -m labkit.lab.exercises --student OUT_DIR``) writes every
+  notebook with the solution functions' bodies blanked (signature and docstring kept), outputs
+  stripped, each exercise's text above its blanked cell and a check cell below it.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import difflib
+import hashlib
+import inspect
+import io
+import json
+import re
+import sys
+import textwrap
+import types
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+
+__all__ = ["CHECKS", "Exercise", "check", "parse_exercises", "exercise_problems", "blank_functions",
+           "student_notebook", "write_student_copies"]
+
+SOLUTION_TAG = "solution"
+STUDENT_TAG = "exercise"   # what a blanked solution cell is tagged in a student copy
+MIN_EXERCISES, MAX_EXERCISES = 2, 3
+
+# target -> the existing unit tests that check it (node ids relative to the repository root).
+# A test that binds the function at import time (a parametrize over functions) would test the
+# reference whatever the learner wrote, so none is listed here.
+CHECKS: dict[str, tuple[str, ...]] = {
+    "labkit.core.grpo.grpo_advantages": (
+        "tests/test_rl.py::test_grpo_advantages_by_hand",
+        "tests/test_rl.py::test_grpo_population_std_gives_frontier_formula",
+        "tests/test_curriculum.py::test_mean_abs_advantage_is_the_frontier_for_binary_groups",
+        "tests/test_spear.py::test_threshold_one_on_grpo_advantages_keeps_only_rare_wins"),
+    "labkit.core.grpo.drgrpo_advantages": (
+        "tests/test_rl.py::test_drgrpo_and_rloo_by_hand",),
+    "labkit.core.grpo.ppo_clip_loss": (
+        "tests/test_rl.py::test_ppo_clip_by_hand_with_asymmetric_bounds",
+        "tests/test_rl.py::test_k3_kl_by_hand_and_penalty",
+        "tests/test_rl.py::test_entropy_bonus_lowers_loss"),
+    "labkit.core.vision.world.reward": (
+        "tests/test_vision.py::test_reward_decomposition_by_hand",),
+    "labkit.nb.n02_entropy_mechanism.token_covariance": (
+        "tests/test_entropy.py::test_token_covariance_by_hand",
+        "tests/test_entropy.py::test_token_covariance_means_span_rows_and_ignore_padding",
+        "tests/test_entropy.py::test_token_covariance_rejects_mismatched_shapes"),
+    "labkit.nb.n02_entropy_mechanism.clip_cov_loss": (
+        "tests/test_entropy.py::test_clip_cov_loss_drops_only_the_chosen_tokens_gradient",
+        "tests/test_entropy.py::test_clip_cov_never_picks_tokens_ppo_already_clipped",
+        "tests/test_entropy.py::test_clip_cov_equals_ppo_when_no_token_is_in_the_band",
+        "tests/test_entropy.py::test_clip_cov_random_choice_follows_the_generator"),
+    "labkit.nb.n03_polychromic.polychromic_objective": (
+        "tests/test_polychromic.py::test_diversity_and_objective_by_hand",
+        "tests/test_polychromic.py::test_objective_rejects_bad_sets"),
+    "labkit.nb.n03_polychromic.marginal_advantages": (
+        "tests/test_polychromic.py::test_marginal_advantage_all_correct_group_by_hand",
+        "tests/test_polychromic.py::test_marginal_advantage_mixed_group_by_hand",
+        "tests/test_polychromic.py::test_marginal_advantage_only_counts_given_sets",
+        "tests/test_polychromic.py::test_marginal_advantage_bad_inputs"),
+    "labkit.nb.n04_self_imitation.sil_weight": (
+        "tests/test_spear.py::test_sil_weight_cosine_ramp_by_hand",
+        "tests/test_spear.py::test_schedule_bad_inputs"),
+    "labkit.nb.n04_self_imitation.BaselineBuffer.median": (
+        "tests/test_spear.py::test_baseline_buffer_median_and_recalibration",),
+    "labkit.nb.n05_self_hinting.usable_hint": (
+        "tests/test_hints.py::test_usable_hint_drops_leaks_and_junk",),
+    "labkit.nb.n07_curriculum_bandit.boltzmann": (
+        "tests/test_curriculum.py::test_boltzmann_by_hand",),
+    "labkit.nb.n07_curriculum_bandit.SECBandit.update": (
+        "tests/test_curriculum.py::test_sec_td0_update_by_hand_unsampled_zero",
+        "tests/test_curriculum.py::test_sec_unsampled_keep_and_q0_and_alpha",
+        "tests/test_curriculum.py::test_uniform_and_sec_are_seeded_and_record_history",
+        "tests/test_curriculum.py::test_bandit_finds_the_frontier_of_a_simulated_learner"),
+    "labkit.nb.n18_self_play_preference.sppo_loss": (
+        "tests/test_preference.py::test_sppo_loss_hand_value",
+        "tests/test_preference.py::test_sppo_loss_gradient_pulls_the_log_ratio_to_its_target",
+        "tests/test_preference.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n18_self_play_preference.minimax_mixture": (
+        "tests/test_preference.py::test_minimax_winner_of_the_cyclic_oracle_is_uniform",
+        "tests/test_preference.py::test_minimax_mixture_unequal_margins_and_condorcet_winner",
+        "tests/test_preference.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n22_value_aware_memory.Memory.update": (
+        "tests/test_memory.py::test_update_by_hand",
+        "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
+        "tests/test_memory.py::test_bad_inputs_give_one_line_errors"),
+    "labkit.nb.n22_value_aware_memory.Memory.two_phase": (
+        "tests/test_memory.py::test_two_phase_by_hand",
+        "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
+        "tests/test_memory.py::test_bad_inputs_give_one_line_errors"),
+}
+
+
+# ---------------------------------------------------------------------------- the exercises section
+
+_EXERCISE_RE = re.compile(r"^###[ \t]+Exercise[ \t]+(\d+)[ \t]*[·:.\-–—][ \t]*(.+?)[ \t]*$", re.M)
+_DIFFICULTY_RE = re.compile(r"Difficulty[:*\s]*(\S+)")
+_MINUTES_RE = re.compile(r"Minutes[:*\s]*(\d+)")
+_WHAT_RE = re.compile(r"\*\*What to do\b")
+_HOW_RE = re.compile(r"\*\*How it is checked\b")
+CHECK_RE = re.compile(r"labkit\.check\(\s*[\"']([\w.]+)[\"']\s*,\s*([A-Za-z_][\w.]*)\s*\)")
+DIFFICULTY_FORMS = "🔴⚪⚪, 🔴🔴⚪, 🔴🔴🔴 or 1-3"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    number: int
+    title: str
+    difficulty: int | None       # 1-3 (🔴⚪⚪ .. 🔴🔴🔴); None when missing or malformed
+    minutes: int | None
+    checks: tuple                # ((target, name), ...) from its `labkit.check("target", name)` calls
+    cell: int                    # index of the markdown cell that holds it
+    text: str                    # its markdown, from its heading to the next exercise or the cell's end
+
+    @property
+    def stars(self) -> str:
+        return "🔴" * (self.difficulty or 0) + "⚪" * (3 - (self.difficulty or 0))
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _difficulty(text: str) -> int | None:
+    m = _DIFFICULTY_RE.search(text)
+    if not m:
+        return None
+    value = m.group(1).replace("\ufe0f", "").strip("*·,;")
+    if value in ("1", "2", "3"):
+        return int(value)
+    k = value.count("🔴")
+    return k if 1 <= k <= 3 and value == "🔴" * k + "⚪" * (3 - k) else None
+
+
+def _exercises_in(cells: list, offset: int = 0) -> list[Exercise]:
+    """The ``### Exercise N · title`` blocks of these markdown cells (cell indices + offset)."""
+    found = []
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        text = _source(cell)
+        heads = list(_EXERCISE_RE.finditer(text))
+        for j, m in enumerate(heads):
+            body = text[m.start():heads[j + 1].start() if j + 1 < len(heads) else len(text)].strip()
+            minutes = _MINUTES_RE.search(body)
+            found.append(Exercise(number=int(m.group(1)), title=m.group(2), difficulty=_difficulty(body),
+                                  minutes=int(minutes.group(1)) if minutes else None,
+                                  checks=tuple(CHECK_RE.findall(body)), cell=i + offset, text=body))
+    return found
+
+
+def _section(cells: list) -> tuple[int, int] | None:
+    """(index of the ``## Exercises`` cell, index of the ``## Notes`` cell or len(cells))."""
+    start = None
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") != "markdown":
+            continue
+        heads = [line[3:].strip() for line in _source(cell).splitlines() if line.startswith("## ")]
+        if start is None and any(h == "Exercises" or h.startswith("Exercises ") for h in heads):
+            start = i
+        if start is not None and i > start and any(h == "Notes" or h.startswith("Notes ") for h in heads):
+            return start, i
+    return (start, len(cells)) if start is not None else None
+
+
+def parse_exercises(nb: dict) -> list[Exercise]:
+    """The exercises of a notebook (a dict as json.load gives it), in order; [] without the section."""
+    cells = nb.get("cells", [])
+    span = _section(cells)
+    return _exercises_in(cells[span[0]:span[1]], span[0]) if span else []
+
+
+def exercise_problems(cells: list) -> list[str]:
+    """How the ``## Exercises`` section (its cells, up to ``## Notes``) departs from the format:
+    2-3 exercises numbered from 1, each with a difficulty, minutes, what to do and how it is checked."""
+    exercises = _exercises_in(cells)
+    if not MIN_EXERCISES <= len(exercises) <= MAX_EXERCISES:
+        return [f"'## Exercises' holds {len(exercises)} exercise{'' if len(exercises) == 1 else 's'}; want "
+                f"{MIN_EXERCISES}-{MAX_EXERCISES} "
+                f"('### Exercise N · title', numbered from 1)"]
+    problems = []
+    numbers = [e.number for e in exercises]
+    if numbers != list(range(1, len(exercises) + 1)):
+        problems.append(f"exercises are numbered {', '.join(map(str, numbers))}; want 1 to {len(exercises)} in order")
+    for e in exercises:
+        if e.difficulty is None:
+            problems.append(f"Exercise {e.number} has no difficulty ('**Difficulty:** {DIFFICULTY_FORMS}')")
+        if e.minutes is None:
+            problems.append(f"Exercise {e.number} has no minutes ('**Minutes:** 15')")
+        if not _WHAT_RE.search(e.text):
+            problems.append(f"Exercise {e.number} does not say what to do ('**What to do.**')")
+        if not _HOW_RE.search(e.text):
+            problems.append(f"Exercise {e.number} does not say how it is checked ('**How it is checked.**')")
+    return problems
+
+
+# ---------------------------------------------------------------------------- labkit.check
+
+def _repo_root() -> Path:
+    from labkit.core.paths import REPO_ROOT
+
+    return Path(REPO_ROOT)
+
+
+def _nodeids(target: str) -> tuple[str, ...]:
+    if not isinstance(target, str) or target not in CHECKS:
+        close = difflib.get_close_matches(str(target), list(CHECKS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"labkit.check: unknown target {target!r}; {hint}accepted: the {len(CHECKS)} "
+                         f"targets of labkit.lab.exercises.CHECKS, e.g. {next(iter(CHECKS))!r}")
+    return CHECKS[target]
+
+
+def _test_files(target: str, root: Path | None = None) -> list[Path]:
+    """The test files of `target`, which must exist: labkit.check runs the repository's tests."""
+    root = _repo_root() if root is None else Path(root)
+    files = [root / nodeid.split("::")[0] for nodeid in _nodeids(target)]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(f"labkit.check runs the repository's unit tests, and {missing[0]} is not there "
+                         f"(labkit installed from a wheel?): run from a source checkout "
+                         f"(git clone, then pip install -e .)")
+    return files
+
+
+def _resolve(target: str):
+    """(owner, attribute name, module) for a dotted target: owner is the module, or the class
+    for a method (``labkit.nb.n07_curriculum_bandit.SECBandit.update``)."""
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            module = import_module(".".join(parts[:i]))
+        except ModuleNotFoundError as e:
+            if e.name != ".".join(parts[:i]):
+                raise
+            continue
+        owner = module
+        for name in parts[i:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1], module
+    raise ValueError(f"labkit.check: cannot import any module of {target!r}")
+
+
+def _as_if_defined_in(fn, module, owner):
+    """``fn`` with the target module's globals laid over its own: a function written in a notebook
+    then calls the reference's helpers and classes (an ``isinstance`` against the module's class
+    holds), so that only ``fn`` itself is under test. Wrapped or non-Python callables are kept."""
+    if (not isinstance(fn, types.FunctionType) or hasattr(fn, "__wrapped__")
+            or fn.__globals__ is vars(module)):
+        return fn
+    namespace = dict(fn.__globals__)
+    namespace.update(vars(module))
+    closure = fn.__closure__
+    if closure and "__class__" in fn.__code__.co_freevars and isinstance(owner, type):
+        cells = list(closure)   # zero-argument super() in a method: its class is now the owner
+        cells[fn.__code__.co_freevars.index("__class__")] = types.CellType(owner)
+        closure = tuple(cells)
+    new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__dict__.update(fn.__dict__)
+    new.__qualname__, new.__doc__, new.__module__ = fn.__qualname__, fn.__doc__, module.__name__
+    new.__annotations__ = dict(getattr(fn, "__annotations__", {}) or {})
+    return new
+
+
+class _Reporter:
+    """A pytest plugin: puts the candidate in place once the tests are imported, and keeps one
+    outcome per test (the first failure's first line)."""
+
+    def __init__(self, on_collected):
+        self.on_collected = on_collected
+        self.outcomes: dict[str, tuple[str, str]] = {}
+        self.errors: list[str] = []
+
+    def pytest_collection_finish(self, session):
+        self.on_collected()
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append(_first_line(report))
+
+    def pytest_runtest_logreport(self, report):
+        if report.nodeid in self.outcomes and self.outcomes[report.nodeid][0] == "failed":
+            return
+        if report.failed:
+            self.outcomes[report.nodeid] = ("failed", _first_line(report))
+        elif report.skipped and report.when in ("setup", "call"):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            self.outcomes[report.nodeid] = ("skipped", str(reason).removeprefix("Skipped: "))
+        elif report.when == "call" and report.passed:
+            self.outcomes[report.nodeid] = ("passed", "")
+
+
+def _first_line(report) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or str(report.longrepr or "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "failed"
+
+
+def check(target: str, fn) -> bool:
+    """Run the existing unit tests of ``target`` (a key of ``CHECKS``, e.g.
+    ``"labkit.nb.n02_entropy_mechanism.clip_cov_loss"``) against ``fn``.
+
+    For the duration, ``fn`` takes the target's place: the attribute of its module (or class),
+    and every module that imported it by name (the test modules). ``fn`` sees the target
+    module's globals, so it is tested on its own, with the reference's helpers around it.
+    Prints one line per test and a verdict; returns True when every test passed. The original
+    is restored whatever happens. Needs the repository's tests/ (a source checkout)."""
+    nodeids = _nodeids(target)
+    root = _repo_root()
+    _test_files(target, root)
+    if not callable(fn):
+        raise TypeError(f"labkit.check: {target!r} needs a function; got {type(fn).__name__}")
+    owner, attr, module = _resolve(target)
+    if attr not in vars(owner):
+        raise ValueError(f"labkit.check: {target!r} is not defined by {getattr(owner, '__name__', owner)}")
+    original = vars(owner)[attr]
+    candidate = _as_if_defined_in(fn, module, owner)
+    name = target.split(".", len(module.__name__.split(".")))[-1]
+
+    def swap(old, new):
+        """Every module-level name bound to `old` (test modules import the target by name) -> `new`."""
+        if not isinstance(owner, types.ModuleType):
+            return   # a method: the class is shared by every module that imported it
+        for mod in list(sys.modules.values()):
+            namespace = getattr(mod, "__dict__", None)
+            if not isinstance(namespace, dict) or namespace.get("__name__") == "__main__":
+                continue
+            for key, value in list(namespace.items()):
+                if value is old:
+                    namespace[key] = new
+
+    import pytest
+
+    reporter = _Reporter(lambda: swap(original, candidate))   # once the test modules are imported
+    args = [str(root / nodeid.split("::")[0]) + "::" + nodeid.split("::", 1)[1] for nodeid in nodeids]
+    args += ["-q", "-p", "no:cacheprovider", "--capture=sys", f"--rootdir={root}"]
+    captured = io.StringIO()
+    try:
+        setattr(owner, attr, candidate)
+        with contextlib.redirect_stdout(captured):
+            code = pytest.main(args, plugins=[reporter])
+    finally:   # test modules imported during the run bound the candidate: they are put back too
+        setattr(owner, attr, original)
+        swap(candidate, original)
+    if reporter.errors or int(code) in (2, 3, 4, 5) or not reporter.outcomes:
+        why = reporter.errors[:1] or [line for line in captured.getvalue().splitlines()
+                                      if line.startswith(("ERROR", "E "))][:1] or [f"pytest exit code {int(code)}"]
+        raise RuntimeError(f"labkit.check could not run the tests of {target}: {why[0]}")
+    files = sorted({nodeid.split("::")[0] for nodeid in nodeids})
+    print(f"labkit.check: your {name} against the tests of {target} ({', '.join(files)})")
+    for nodeid, (outcome, message) in reporter.outcomes.items():
+        test = nodeid.split("::", 1)[-1]
+        print(f"  {outcome:<7} {test}" + (f": {message}" if message else ""))
+    outcomes = [o for o, _ in reporter.outcomes.values()]
+    passed, failed = outcomes.count("passed"), outcomes.count("failed")
+    if failed:
+        print(f"verdict: not yet: {failed} of {len(outcomes)} tests failed ({passed} passed)")
+    else:
+        print(f"verdict: correct: all {passed} tests passed" +
+              (f" ({len(outcomes) - passed} skipped)" if passed < len(outcomes) else ""))
+    return failed == 0 and passed > 0
+
+
+# ---------------------------------------------------------------------------- student copies
+
+def _message(number: int, name: str) -> str:
+    return f"Exercise {number}: write {name} (see the exercise above)"
+
+
+def _definitions(tree: ast.Module) -> dict:
+    """name -> def node: top-level functions as ``f``, methods of top-level classes as ``C.m``."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def blank_functions(source: str, messages: dict) -> tuple[str, list[str]]:
+    """``source`` with the body of each function named in ``messages`` (``f`` or ``C.m``) replaced
+    by ``raise NotImplementedError(message)``; decorators, signature, docstring and everything
+    else stay as written. Returns the new source and the names blanked, in source order."""
+    tree = ast.parse(source)
+    defs = _definitions(tree)
+    chosen = sorted((node.lineno, name, node) for name, node in defs.items() if name in messages)
+    lines = source.splitlines(keepends=True)
+    for _, name, node in reversed(chosen):
+        body = node.body
+        has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                   and isinstance(body[0].value.value, str))
+        rest = body[1:] if has_doc else body
+        raise_line = f"raise NotImplementedError({json.dumps(messages[name], ensure_ascii=False)})"
+        if rest and rest[0].lineno == node.lineno or has_doc and body[0].lineno == node.lineno:
+            # a one-line def: rewrite the whole def from the tree
+            stub = copy.deepcopy(node)
+            stub.body = ([body[0]] if has_doc else []) + [ast.parse(raise_line).body[0]]
+            text = textwrap.indent(ast.unparse(stub), " " * node.col_offset) + "\n"
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            lines[first - 1:node.end_lineno] = [text]
+            continue
+        if rest:
+            start, indent = rest[0].lineno, rest[0].col_offset
+            floor = body[0].end_lineno if has_doc else node.lineno
+            while start - 1 > floor and (not lines[start - 2].strip() or lines[start - 2].strip().startswith("#")):
+                start -= 1   # the body's leading comments go too: they are part of the solution
+        else:
+            start, indent = body[0].end_lineno + 1, body[0].col_offset
+        lines[start - 1:node.end_lineno] = [" " * indent + raise_line + "\n"]
+    text = "".join(lines)
+    if not source.endswith("\n") and text.endswith("\n"):
+        text = text[:-1]
+    return text, [name for _, name, _ in chosen]
+
+
+def _new_id(used: set, *parts) -> str:
+    salt = 0
+    while True:
+        cid = hashlib.sha1(":".join(map(str, parts + (salt,))).encode()).hexdigest()[:8]
+        if cid not in used:
+            used.add(cid)
+            return cid
+        salt += 1
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def _demoted(ex: Exercise) -> str:
+    """The exercise's text as it is repeated above its blanked cell (a bold title, not a
+    ``###`` heading, so that the exercises are counted once)."""
+    body = _EXERCISE_RE.sub(lambda m: f"**Exercise {m.group(1)} · {m.group(2)}**", ex.text, count=1)
+    return body + "\n\n*(The same exercise is under* Exercises *near the end of the notebook.)*"
+
+
+def _check_source(pairs: list, number_of: dict) -> str:
+    lines = []
+    for target, name in pairs:
+        lines.append(f"# Exercise {number_of[name]}: check your {name} against the unit tests of the "
+                     f"reference ({', '.join(sorted({n.split('::')[0] for n in CHECKS.get(target, ())}))})")
+    lines += ["import labkit", ""]
+    lines += [f"labkit.check({json.dumps(target)}, {name})" for target, name in pairs]
+    return "\n".join(lines)
+
+
+def _signature_imports(node, module) -> list[str]:
+    """Imports for the names a library function's decorators, annotations and defaults use."""
+    roots = list(node.decorator_list) + ([node.returns] if node.returns is not None else [])
+    arguments = node.args
+    for arg in arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [arguments.vararg, arguments.kwarg]:
+        if arg is not None and arg.annotation is not None:
+            roots.append(arg.annotation)
+    roots += [d for d in arguments.defaults + arguments.kw_defaults if d is not None]
+    names = sorted({n.id for root in roots for n in ast.walk(root) if isinstance(n, ast.Name)})
+    imports, plain = [], []
+    for name in names:
+        value = vars(module).get(name)
+        if isinstance(value, types.ModuleType):
+            imports.append(f"import {value.__name__}" + (f" as {name}" if value.__name__ != name else ""))
+        elif value is not None:
+            plain.append(name)
+    if plain:
+        imports.append(f"from {module.__name__} import {', '.join(plain)}")
+    return imports
+
+
+def _library_stub(ex: Exercise, target: str, name: str) -> str:
+    """A code cell for an exercise whose reference lives in labkit, not in a notebook cell: the
+    reference's signature and docstring, its body blanked."""
+    owner, attr, module = _resolve(target)
+    fn = vars(owner).get(attr)
+    if not isinstance(owner, types.ModuleType) or not isinstance(fn, types.FunctionType) or "." in name:
+        raise ValueError(f"Exercise {ex.number} checks {target}, which no cell tagged {SOLUTION_TAG!r} "
+                         f"defines and which is not a module-level function: tag the cell that defines {name}")
+    source = textwrap.dedent(inspect.getsource(fn))
+    tree = ast.parse(source)
+    node = tree.body[0]
+    if node.name != name:   # the learner writes it under the name the check call passes
+        source = re.sub(rf"\bdef\s+{re.escape(node.name)}\b", f"def {name}", source, count=1)
+        node = ast.parse(source).body[0]
+    blanked, _ = blank_functions(source, {name: _message(ex.number, name)})
+    head = [f"# Exercise {ex.number}: write {name} here (its signature and docstring are {target}'s)"]
+    return "\n".join(head + _signature_imports(node, module) + ["", "", blanked.rstrip("\n")])
+
+
+def _names_in(source: str) -> set:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set(_definitions(tree))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        for target in getattr(node, "targets", []) + [getattr(node, "target", None)]:
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+    return names
+
+
+def student_notebook(nb: dict, stem: str = "") -> dict:
+    """The student copy of a notebook (a dict as json.load gives it; the input is not changed):
+    each ``solution`` cell's exercise functions blanked (signature and docstring kept), the
+    exercise's text above it and a ``labkit.check`` cell below it; a cell with no exercise
+    function becomes a comment; an exercise whose reference lives in labkit gets a stub cell and
+    a check cell after its text; every output stripped."""
+    nb = copy.deepcopy(nb)
+    cells = nb.get("cells", [])
+    exercises = parse_exercises(nb)
+    by_name = {}   # name -> (exercise, target)
+    for ex in exercises:
+        for target, name in ex.checks:
+            by_name.setdefault(name, (ex, target))
+    number_of = {name: ex.number for name, (ex, _) in by_name.items()}
+    used = {c.get("id") for c in cells if c.get("id")}
+    out, written = [], set()
+
+    def markdown(text, *key):
+        return {"cell_type": "markdown", "id": _new_id(used, stem, *key), "metadata": {}, "source": _lines(text)}
+
+    def code(text, *key):
+        return {"cell_type": "code", "execution_count": None, "id": _new_id(used, stem, *key),
+                "metadata": {}, "outputs": [], "source": _lines(text)}
+
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.get("cell_type") != "code" or SOLUTION_TAG not in tags:
+            out.append(cell)
+            continue
+        cell["metadata"]["tags"] = [STUDENT_TAG if t == SOLUTION_TAG else t for t in tags]
+        source = _source(cell)
+        try:
+            defs = set(_definitions(ast.parse(source)))
+        except SyntaxError as e:
+            raise ValueError(f"{stem}: cell {i}, tagged {SOLUTION_TAG!r}, does not parse: {e}") from None
+        names = [n for n in by_name if n in defs]
+        if not names:   # a solution cell with no exercise function: the learner writes the cell
+            mentioned = _names_in(source)
+            ex = next((e for e in exercises if set(re.findall(r"`([\w.]+)`", e.text)) & mentioned),
+                      exercises[0] if exercises else None)
+            number = ex.number if ex else 1
+            if ex is not None:
+                out.append(markdown(_demoted(ex), "text", i))
+            cell["source"] = _lines(f"# Exercise {number}: write this cell (see the exercise above)\n")
+            out.append(cell)
+            continue
+        blanked, names = blank_functions(source, {n: _message(by_name[n][0].number, n) for n in names})
+        names.sort(key=lambda n: by_name[n][0].number)   # stable: source order within an exercise
+        shown = []
+        for name in names:
+            if by_name[name][0] not in shown:
+                shown.append(by_name[name][0])
+        out += [markdown(_demoted(ex), "text", i, ex.number) for ex in shown]
+        cell["source"] = _lines(blanked)
+        out.append(cell)
+        out.append(code(_check_source([(by_name[n][1], n) for n in names], number_of), "check", i))
+        written.update(names)
+    after = {}   # markdown cell index -> cells already inserted after it
+    for ex in exercises:   # references that live in labkit: a stub cell and a check after the text
+        missing = [(t, n) for t, n in ex.checks if n not in written and by_name.get(n, (None,))[0] is ex]
+        if not missing:
+            continue
+        at = next(j for j, c in enumerate(out) if c is cells[ex.cell]) + 1 + after.get(ex.cell, 0)
+        extra = []
+        for target, name in missing:
+            extra.append(code(_library_stub(ex, target, name), "stub", ex.number, name))
+            written.add(name)
+        extra.append(code(_check_source(missing, number_of), "check", ex.number))
+        out[at:at] = extra
+        after[ex.cell] = after.get(ex.cell, 0) + len(extra)
+    nb["cells"] = out
+    return nb
+
+
+def write_student_copies(out_dir, infos=None) -> list[Path]:
+    """Write the student copy of each notebook (default: the whole series) into ``out_dir``."""
+    from labkit.core.checks import ParameterError
+    from labkit.lab.notebooks import discover, notebooks_dir
+
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{out_dir} is a file; accepted: a directory for the student copies")
+    if out.resolve() == Path(notebooks_dir()).resolve():
+        raise ParameterError(f"{out_dir} is the notebooks directory: the student copies would overwrite "
+                             f"the solutions; accepted: another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for info in discover() if infos is None else infos:
+        with open(info.path, encoding="utf-8") as f:
+            nb = json.load(f)
+        path = out / info.path.name
+        path.write_text(json.dumps(student_notebook(nb, info.stem), indent=1, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _table(infos) -> str:
+    rows = []
+    for info in infos:
+        with open(info.path, encoding="utf-8") as f:
+            nb = json.load(f)
+        for ex in parse_exercises(nb):
+            checks = ", ".join(name for _, name in ex.checks) or "-"
+            rows.append(f"{info.number:>2}  {ex.number}  {ex.stars}  {ex.minutes or '?':>3} min  "
+                        f"{ex.title}  [writes: {checks}]")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    from labkit.core.checks import ParameterError
+    from labkit.lab.notebooks import discover, resolve
+
+    ap = argparse.ArgumentParser(prog="python -m labkit.lab.exercises",
+                                 description="Workshop exercises: list them, or write student copies.")
+    ap.add_argument("notebooks", nargs="*", help="notebooks (02, entropy_mechanism, a path); default: all")
+    ap.add_argument("--student", metavar="OUT_DIR", help="write the student copies into OUT_DIR")
+    ap.add_argument("--list", action="store_true", help="list the exercises (default without --student)")
+    args = ap.parse_args(argv)
+    try:
+        infos = [resolve(n) for n in args.notebooks] if args.notebooks else discover()
+        if args.student:
+            for path in write_student_copies(args.student, infos):
+                print(f"wrote {path}")
+    except (ParameterError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list or not args.student:
+        print(_table(infos))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
