@@ -351,14 +351,17 @@ def test_liveplot_rejects_bad_arguments():
         live.LivePlot(["a"]).update(0, {"a": "high"})
 
 
-def test_show_draws_svg_only_for_line_figures():
+def test_show_draws_svg_for_line_and_bar_figures():
     import plotly.graph_objects as go
 
     line = go.Figure(go.Scatter(x=[1, 2, 3], y=[1, 4, 9], name="sq"))
     line.update_yaxes(type="log")
     assert "image/svg+xml" in live.figure_bundle(line)
     bars = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
-    assert set(live.figure_bundle(bars)) == {"application/vnd.plotly.v1+json", "text/plain"}
+    assert set(live.figure_bundle(bars)) == {"application/vnd.plotly.v1+json", "image/svg+xml",
+                                             "text/plain"}
+    pie = go.Figure(go.Pie(labels=["a", "b"], values=[1, 2]))   # no static drawing for pies
+    assert set(live.figure_bundle(pie)) == {"application/vnd.plotly.v1+json", "text/plain"}
 
 
 # ---------------------------------------------------------------------------- notebooks

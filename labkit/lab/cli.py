@@ -5,6 +5,9 @@
     labkit sweep NOTEBOOK [--scale S] [--seed N ...] [-p KEY V1 V2 ...] [--metric NAME]
                  [--executor local|ray] [--address ADDR] [--workers N] [--out DIR]
     labkit results PATH [--json]   (PATH may be the --out directory that holds one run)
+    labkit run NOTEBOOK --resume RUN_DIR   (rerun into RUN_DIR: training loops resume from checkpoints)
+    labkit site OUT_DIR [--runs DIR ...] [--scale S] [--seed N]   (labkit.lab.site)
+    labkit export RUN_DIR --to tensorboard OUT_DIR | --to trackio [DIR]   (labkit.lab.export)
     labkit student OUT_DIR [NOTEBOOK ...]   (workshop copies: solution functions blanked)
     labkit pretrain ...      (labkit.bases.pretrain)
 
@@ -166,6 +169,9 @@ def cmd_run(args) -> int:
     from labkit.lab.runs import execute, execute_seeds
 
     nb = resolve(args.notebook)
+    if args.resume is not None:
+        return _cmd_resume(args, nb)
+    args.scale = args.scale or "workshop"
     check_choice("scale", args.scale, SCALES)
     seeds = [check_seed(_parse_value(s, "--seed")) for s in (args.seed or ["0"])]
     params = {}
@@ -211,6 +217,35 @@ def cmd_run(args) -> int:
     print(f"run directory: {g.dir}")
     if failed:
         return EXIT_USAGE if _usage_failure(r.error_name for r in failed) else EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_resume(args, nb) -> int:
+    """``labkit run NOTEBOOK --resume RUN_DIR``: the run's own scale, seed and parameters."""
+    from labkit.lab.runs import execute_spec, resume_spec
+
+    given = [opt for opt, v in (("--seed", args.seed), ("-p", args.param), ("--out", args.out),
+                                ("--workers", args.workers)) if v]
+    if given:
+        raise ParameterError(f"--resume takes the scale, seed and parameters from RUN_DIR/run.json "
+                             f"and writes into RUN_DIR; drop {', '.join(given)}")
+    run_json = Path(args.resume) / "run.json"
+    try:
+        recorded = json.loads(run_json.read_text()).get("scale") if run_json.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        recorded = None   # resume_run says what is wrong with it
+    if args.scale is not None and recorded is not None and args.scale != recorded:
+        raise ParameterError(f"--resume {args.resume} ran at scale {recorded}; drop --scale "
+                             f"{args.scale} (a resumed run keeps its scale)")
+    spec = resume_spec(args.resume, nb, timeout=args.timeout)
+    print(f"resuming {nb.stem} at scale {spec.scale}, seed {spec.seed} in {args.resume}", flush=True)
+    r = execute_spec(spec)
+    for k, v in r.results.items():
+        print(f"  {k.ljust(max(len(k) for k in r.results))}  {_show(v)}")
+    print(f"run directory: {r.run_dir}", flush=True)
+    if not r.ok:
+        _err(f"{nb.stem} failed: {r.error}; see {r.notebook_out}")
+        return EXIT_USAGE if _usage_failure([r.error_name]) else EXIT_FAILED
     return EXIT_OK
 
 
@@ -390,6 +425,25 @@ def cmd_student(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------- site, export
+
+def cmd_site(args) -> int:
+    from labkit.core.checks import SCALES, check_choice, check_seed
+    from labkit.lab import site
+
+    args.seed = check_seed(_parse_value(args.seed, "--seed"))
+    if args.scale is not None:
+        check_choice("scale", args.scale, SCALES)
+    check_timeout(args.timeout)
+    return site.main(args)
+
+
+def cmd_export(args) -> int:
+    from labkit.lab import export
+
+    return export.main(args)
+
+
 # ---------------------------------------------------------------------------- dispatch
 
 def _dispatch(module: str, what: str, argv) -> int:
@@ -419,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute a notebook with papermill (several seeds in parallel)")
     p.add_argument("notebook", help="a path, or a short name: 02, entropy_mechanism, "
                                     "02_entropy_mechanism")
-    p.add_argument("--scale", default="workshop", help="smoke | workshop | gpu (default workshop)")
+    p.add_argument("--scale", help="smoke | workshop | gpu (default workshop)")
     p.add_argument("--seed", nargs="+", metavar="N", help="one or more seeds (default 0); "
                    "several run as parallel processes and are aggregated (mean ± std)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
@@ -430,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: one per CPU)")
     p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell (a number "
                    "> 0; fractions count)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="execute again into RUN_DIR with its "
+                   "scale, seed and parameters; loops that call run.resume continue from "
+                   "their last checkpoint (RUN_DIR/checkpoints)")
 
     p = sub.add_parser("sweep", help="a grid of seeds x parameter values: one run per cell, "
                                      "aggregated (mean ± std) with a figure; resumable")
@@ -464,6 +521,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="*", default=[], metavar="NOTEBOOK", help="02, entropy_mechanism, "
                    "a path ... (default: every notebook)")
 
+    p = sub.add_parser("site", help="a static HTML site of the executed notebooks (index.html "
+                                    "and one page per notebook; offline, no scripts)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="where index.html and the pages go")
+    p.add_argument("--runs", nargs="+", metavar="DIR", help="render the newest executed "
+                   "notebook of each series notebook found under DIR (default: execute every "
+                   "notebook at --scale first)")
+    p.add_argument("--scale", help="smoke | workshop | gpu: the scale to execute at (default "
+                   "workshop); with --runs, render only runs of this scale (default: any)")
+    p.add_argument("--seed", default="0", metavar="N", help="the seed (default 0; seed 0 of a "
+                   "multi-seed run)")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell when "
+                   "executing")
+
+    p = sub.add_parser("export", help="a run's metrics.jsonl as TensorBoard event files or "
+                                      "trackio runs")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a group of seeds)")
+    p.add_argument("--to", nargs="+", required=True, metavar=("FORMAT", "OUT_DIR"),
+                   help="tensorboard OUT_DIR (pip install -e '.[tensorboard]'), or trackio "
+                        "[TRACKIO_DIR] (pip install -e '.[trackio]')")
+
     sub.add_parser("pretrain", help="pretrain a tiny base model (labkit pretrain --help)",
                    add_help=False)
     return ap
@@ -481,7 +558,8 @@ def main(argv=None) -> int:
                 ap.print_help()
                 return EXIT_USAGE
             return {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep,
-                    "results": cmd_results, "student": cmd_student}[args.command](args)
+                    "results": cmd_results, "student": cmd_student,
+                    "site": cmd_site, "export": cmd_export}[args.command](args)
     except (_Usage, ParameterError) as e:
         _err(str(e))
         return EXIT_USAGE

@@ -60,7 +60,8 @@ from labkit.lab.session import new_run_dir, runs_root
 from labkit.lab.record import (_decode, read_json_object, read_notebook_records,
                               write_json_atomic)
 
-__all__ = ["RunSpec", "RunResult", "Group", "Terminated", "sigterm_as_interrupt", "execute",
+__all__ = ["RunSpec", "RunResult", "Group", "Terminated", "sigterm_as_interrupt", "execute", "resume_run",
+           "resume_spec",
            "execute_seeds", "execute_spec", "run_specs", "load_run", "mark_interrupted",
            "summarize", "format_table", "write_summary", "load_summary",
            "notebook_parameters", "check_params", "check_param_value"]
@@ -431,6 +432,46 @@ def execute(notebook, scale="workshop", seed=0, params=None, out_dir=None, *, ti
     spec = RunSpec(notebook=str(nb.path), scale=scale, seed=seed, params=params,
                    run_dir=str(run_dir), timeout=timeout, threads=threads)
     return execute_spec(spec)
+
+
+def resume_run(run_dir, notebook=None, *, timeout=None, threads=None) -> RunResult:
+    """Execute again the run in ``run_dir`` (see :func:`resume_spec`), into the same directory."""
+    return execute_spec(resume_spec(run_dir, notebook, timeout=timeout, threads=threads))
+
+
+def resume_spec(run_dir, notebook=None, *, timeout=None, threads=None) -> RunSpec:
+    """The :class:`RunSpec` that executes the notebook of the run in ``run_dir`` again, into
+    the same directory, with the scale, seed and parameters its run.json records: its
+    training loops that call
+    ``run.resume(...)`` continue from their newest checkpoint (``<run_dir>/checkpoints/``,
+    written by ``run.checkpoint``). The executed notebook, run.json and results.json are
+    rewritten; metrics.jsonl is appended to (so it holds the rows of both executions).
+    ``notebook`` (a path or short name) must be the run's notebook; it is where the notebook
+    is read from (default: the path in run.json)."""
+    run_dir = Path(run_dir).expanduser()
+    try:
+        info = read_json_object(run_dir / "run.json", "a run (notebook, scale, seed, params)") \
+            if (run_dir / "run.json").is_file() else None
+    except (OSError, ValueError) as e:
+        raise ParameterError(f"--resume {run_dir}: {e}") from None
+    if info is None:
+        seeds = sorted(d.name for d in run_dir.glob("seed*") if (d / "run.json").is_file()) \
+            if run_dir.is_dir() else []
+        hint = f"; it holds {', '.join(seeds)}: resume one of them" if seeds else ""
+        raise ParameterError(f"--resume {run_dir} is not a run directory (no run.json){hint}")
+    recorded = Path(str(info.get("notebook") or ""))
+    if notebook is not None:
+        nb = notebook if isinstance(notebook, NotebookInfo) else resolve(notebook)
+        if nb.stem != recorded.stem:
+            raise ParameterError(f"--resume {run_dir} is a run of {recorded.stem or '?'}, not of "
+                                 f"{nb.stem}")
+    elif not recorded.is_file():
+        raise ParameterError(f"--resume {run_dir}: its notebook {recorded} is not there any more")
+    nb, params = _validate(nb if notebook is not None else str(recorded), info.get("scale"),
+                           info.get("params") or {})
+    return RunSpec(notebook=str(nb.path), scale=info["scale"], seed=check_seed(info.get("seed")),
+                   params=params, run_dir=str(run_dir), timeout=check_timeout(timeout),
+                   threads=threads)
 
 
 # ---------------------------------------------------------------------------- many runs

@@ -14,6 +14,16 @@ kernel; otherwise each call makes a fresh directory under ``$LABKIT_RUNS_ROOT`` 
 ``<repo>/runs/interactive``) named ``<timestamp>-<pid>-<random>`` so that concurrent runs
 never clash. It receives ``metrics.jsonl`` (:meth:`Run.log`), ``results.json``
 (:func:`labkit.record`, in labkit/lab/record.py) and ``setup.json``.
+
+Checkpoints (:meth:`Run.checkpoint`, :meth:`Run.resume`): a training loop that saves its state
+every ``run.checkpoint_every`` steps (on at gpu scale, every 100 steps; off at smoke and workshop
+scale, whose numbers never move; ``$LABKIT_CHECKPOINT_EVERY`` overrides) into
+``<run dir>/checkpoints/`` can be continued by ``labkit run NOTEBOOK --resume RUN_DIR``::
+
+    start = run.resume(model=model, optimizer=opt)          # 0 on a fresh run
+    for step in range(start, steps):
+        ...                                                 # one training step
+        run.checkpoint(step, model=model, optimizer=opt)    # every run.checkpoint_every steps
 """
 from __future__ import annotations
 
@@ -179,6 +189,7 @@ class Run:
         self._t0 = time.time()
         self._metrics = None
         self._last_sync = 0.0
+        self.checkpoint_every = _checkpoint_every(scale)
 
     def __repr__(self):
         return f"Run(scale={self.scale!r}, seed={self.seed}, device={str(self.device)!r}, dir={str(self.dir)!r})"
@@ -258,6 +269,73 @@ class Run:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    # -- checkpoints
+    def checkpoint_dir(self, tag: str | None = None) -> Path:
+        """``<run dir>/checkpoints`` (``/<tag>`` for one of several training loops)."""
+        d = self.dir / "checkpoints"
+        return d / _check_tag(tag) if tag else d
+
+    def checkpoint(self, step, *, every=None, keep=2, tag=None, **state) -> Path | None:
+        """After training step ``step`` (0-based), every ``every`` steps (default
+        ``self.checkpoint_every``: 100 at gpu scale, 0 = off at smoke and workshop), save
+        ``state`` (models, optimizers, schedulers: anything with ``state_dict()``; also
+        ``torch.Generator``, ``random.Random`` and numpy ``Generator`` objects), the torch,
+        python and numpy global RNG states and ``step`` to
+        ``<run dir>/checkpoints/[<tag>/]step-<step>.pt``, atomically, keeping the newest
+        ``keep`` files. Returns the file written, or None when this step saves nothing.
+        Saving draws no random number: a run's numbers are the same with or without it."""
+        every = self.checkpoint_every if every is None else every
+        step = check_int("step", step, min=0)
+        every = check_int("every", every, min=0)
+        keep = check_int("keep", keep, min=1)
+        if not every or (step + 1) % every:
+            return None
+        if not state:
+            raise ValueError("run.checkpoint: give the state to save, e.g. model=model, optimizer=opt")
+        import torch
+
+        doc = {"labkit_checkpoint": 1, "step": step, "rng": _rng_state(),
+               "state": {name: _state_of(name, obj) for name, obj in state.items()}}
+        d = self.checkpoint_dir(tag)
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"step-{step}.pt"
+        tmp = d / f".{path.name}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(doc, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        for old in _checkpoints(d)[:-keep]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+        return path
+
+    def resume(self, *, tag=None, **state) -> int:
+        """Restore the newest checkpoint of ``<run dir>/checkpoints/[<tag>/]`` into the
+        objects of ``state`` (the same names as given to :meth:`checkpoint`) and the global
+        RNG states, and return the step to continue from (the saved step + 1); 0 when there is
+        no checkpoint (a fresh run), leaving everything as it is."""
+        files = _checkpoints(self.checkpoint_dir(tag))
+        if not files:
+            return 0
+        path = files[-1]
+        doc = _load_checkpoint(path)
+        saved = doc.get("state") or {}
+        missing = [name for name in state if name not in saved]
+        if missing:
+            raise ValueError(f"run.resume: {path} has no {', '.join(missing)}; it holds "
+                             f"{', '.join(saved) or 'nothing'}")
+        for name, obj in state.items():
+            _restore(name, obj, saved[name])
+        _set_rng_state(doc.get("rng") or {})
+        step = int(doc["step"]) + 1
+        print(f"resumed from {path.relative_to(self.dir)}: continuing at step {step}")
+        return step
+
     # -- precision
     def autocast(self):
         """bf16 autocast on CUDA; a no-op context elsewhere."""
@@ -266,6 +344,112 @@ class Run:
 
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_EVERY = {"smoke": 0, "workshop": 0, "gpu": 100}
+
+
+def _checkpoint_every(scale: str) -> int:
+    env = os.environ.get("LABKIT_CHECKPOINT_EVERY", "").strip()
+    if not env:
+        return CHECKPOINT_EVERY.get(scale, 0)
+    try:
+        return check_int("LABKIT_CHECKPOINT_EVERY", int(env), min=0)
+    except ValueError:
+        raise ParameterError(f"LABKIT_CHECKPOINT_EVERY must be an integer >= 0 (0: off); "
+                             f"got {env!r}") from None
+
+
+def _check_tag(tag) -> str:
+    if not isinstance(tag, str) or not tag or not all(c.isalnum() or c in "-_." for c in tag) \
+            or tag.startswith("."):
+        raise ValueError(f"checkpoint tag must be letters, digits, '-', '_' or '.'; got {tag!r}")
+    return tag
+
+
+def _checkpoints(d: Path) -> list:
+    """``step-N.pt`` files of ``d``, oldest step first."""
+    found = []
+    for p in d.glob("step-*.pt") if d.is_dir() else ():
+        n = p.name[len("step-"):-len(".pt")]
+        if n.isdigit():
+            found.append((int(n), p))
+    return [p for _, p in sorted(found)]
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _state_of(name: str, obj) -> dict:
+    """What :meth:`Run.checkpoint` saves of one object, with how to put it back."""
+    import torch
+
+    if isinstance(obj, torch.Generator):
+        return {"kind": "torch.Generator", "value": obj.get_state()}
+    if isinstance(obj, random.Random):
+        return {"kind": "random.Random", "value": obj.getstate()}
+    if hasattr(obj, "bit_generator"):   # numpy.random.Generator: its state as JSON (big ints)
+        return {"kind": "numpy.Generator", "value": json.dumps(obj.bit_generator.state)}
+    if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
+        return {"kind": "state_dict", "value": obj.state_dict()}
+    raise TypeError(f"run.checkpoint: cannot save {name}={type(obj).__name__}; accepted: objects "
+                    f"with state_dict()/load_state_dict() (models, optimizers, schedulers), "
+                    f"torch.Generator, random.Random, numpy Generator")
+
+
+def _restore(name: str, obj, saved: dict) -> None:
+    kind, value = saved.get("kind"), saved.get("value")
+    if kind == "torch.Generator":
+        obj.set_state(value)
+    elif kind == "random.Random":
+        version, internal, gauss = value
+        obj.setstate((version, tuple(internal), gauss))
+    elif kind == "numpy.Generator":
+        obj.bit_generator.state = json.loads(value)
+    elif kind == "state_dict":
+        obj.load_state_dict(value)
+    else:
+        raise ValueError(f"run.resume: {name} was saved as {kind!r}, which labkit cannot restore")
+
+
+def _load_checkpoint(path: Path) -> dict:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # a state_dict holding objects beyond tensors and plain values; the file is the run's own,
+        # written by Run.checkpoint
+        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _seed_everything(seed: int):
