@@ -1,9 +1,9 @@
-"""``labkit bench``: labkit's GRPO loop side by side with TRL's GRPOTrainer, and the hardware floor.
+"""``python benchmarks/bench.py``: labkit's GRPO loop side by side with TRL's GRPOTrainer, and the hardware floor.
 
-    labkit bench                          # both configurations, a table
-    labkit bench --config long --json     # one configuration, machine-readable
-    labkit bench --steps 2 --warmup 1 --no-trl   # a quick check of the harness
-    labkit bench --reference --rounds 3   # benchmarks/README.md's table: also labkit with its fast
+    python benchmarks/bench.py                          # both configurations, a table
+    python benchmarks/bench.py --config long --json     # one configuration, machine-readable
+    python benchmarks/bench.py --steps 2 --warmup 1 --no-trl   # a quick check of the harness
+    python benchmarks/bench.py --reference --rounds 3   # benchmarks/README.md's table: also labkit with its fast
                                           # paths off, the sides alternating three times
 
 Both sides train the same model (the shipped `tiny` checkpoint, or a seeded random `tiny` preset
@@ -522,7 +522,7 @@ def table(results: list[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="labkit bench", description="labkit's GRPO step against TRL's GRPOTrainer "
+    ap = argparse.ArgumentParser(prog="python benchmarks/bench.py", description="labkit's GRPO step against TRL's GRPOTrainer "
                                  "and the hardware floor (8 prompts x 8 completions, fp32).")
     ap.add_argument("--config", default="all", choices=["short", "long", "all"])
     ap.add_argument("--steps", type=int, default=20, help="timed steps per side (default 20)")
@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
-        print("labkit bench: need --steps >= 1, --warmup >= 0, --threads >= 1, --rounds >= 1", file=sys.stderr)
+        print("bench.py: need --steps >= 1, --warmup >= 0, --threads >= 1, --rounds >= 1", file=sys.stderr)
         return 2
     if args.worker:
         print(json.dumps(_worker(args)))
@@ -555,7 +555,7 @@ def main(argv=None) -> int:
     names = ["short", "long"] if args.config == "all" else [args.config]
     results = [bench_config(name, args) for name in names]
     if args.json:
-        print(json.dumps({"results": results, "command": "labkit bench " + " ".join(argv or sys.argv[1:])}, indent=1))
+        print(json.dumps({"results": results, "command": "python benchmarks/bench.py " + " ".join(argv or sys.argv[1:])}, indent=1))
     else:
         print(table(results))
     return 0

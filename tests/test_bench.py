@@ -1,4 +1,4 @@
-"""`labkit bench`: the harness runs for a couple of steps and reports every figure (timings are
+"""`benchmarks/bench.py`: the harness runs for a couple of steps and reports every figure (timings are
 not asserted: they depend on the machine and its load). TRL parts are skipped without trl."""
 import json
 import sys
