@@ -233,7 +233,7 @@ def anatomy_problems(nb: dict) -> list[str]:
         if not found["Results"] < found["Exercises"] < found["Notes"]:
             problems.append("'## Exercises' must come after '## Results' and before '## Notes'")
         else:
-            from labkit.lab.exercises import exercise_problems
+            from labkit.lab.exercise_format import exercise_problems
 
             problems += exercise_problems(cells[found["Exercises"]:found["Notes"]])
     notes = cells[found["Notes"]:]
