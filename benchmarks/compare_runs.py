@@ -18,24 +18,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from test_effects import SEEDS, _code_cells, _reusable  # noqa: E402  (the slow suite's run lookup)
-
-
-def runs_matching(root: Path, nb_name: str, code: list[str]) -> dict[int, dict]:
-    found: dict[int, dict] = {}
-    for run_json in sorted(root.glob("**/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if run_json.parent.joinpath(nb_name).is_file():
-            for seed in SEEDS:
-                if seed not in found and (results := _reusable(run_json.parent, seed, code)) is not None:
-                    found[seed] = results
-    return found
+from labkit.core.stats import mean_std  # noqa: E402
+from test_effects import SEEDS, _code_cells, runs_with_code  # noqa: E402  (the slow suite's run lookup)
 
 
 def welch_t(a: list[float], b: list[float]) -> float:
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1)
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1)
-    se = math.sqrt(va / len(a) + vb / len(b))
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    se = math.sqrt(sa ** 2 / len(a) + sb ** 2 / len(b))
     return 0.0 if se == 0 and ma == mb else (mb - ma) / se if se else math.inf
 
 
@@ -54,8 +43,8 @@ def main() -> int:
     for path in paths:
         old_text = subprocess.run(["git", "show", f"{args.old_rev}:notebooks/{path.name}"], cwd=REPO,
                                   capture_output=True, text=True).stdout
-        old = runs_matching(args.old, path.name, _code_cells(json.loads(old_text))) if old_text else {}
-        new = runs_matching(args.new, path.name, _code_cells(json.loads(path.read_text())))
+        old = runs_with_code(args.old, path.name, _code_cells(json.loads(old_text))) if old_text else {}
+        new = runs_with_code(args.new, path.name, _code_cells(json.loads(path.read_text())))
         seeds = [s for s in SEEDS if s in old and s in new]
         if len(seeds) < 2:
             print(f"| {path.name[:2]} | runs missing: old seeds {sorted(old)}, new seeds {sorted(new)} | | | |")

@@ -189,10 +189,15 @@ def reusable_results(notebook: str, effects_dir: Path) -> dict[int, dict]:
     from labkit.lab.notebooks import resolve
 
     nb = resolve(notebook)
-    code = _code_cells(json.loads(nb.path.read_text()))
+    return runs_with_code(effects_dir, nb.path.name, _code_cells(json.loads(nb.path.read_text())))
+
+
+def runs_with_code(root: Path, nb_name: str, code: list[str]) -> dict[int, dict]:
+    """{seed: results.json} of the finished default workshop runs of `nb_name` under `root`
+    whose code cells are `code` (newest first)."""
     found: dict[int, dict] = {}
-    for run_json in sorted(effects_dir.glob("**/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if run_json.parent.joinpath(nb.path.name).is_file():
+    for run_json in sorted(root.glob("**/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if run_json.parent.joinpath(nb_name).is_file():
             for seed in SEEDS:
                 if seed not in found and (results := _reusable(run_json.parent, seed, code)) is not None:
                     found[seed] = results
