@@ -152,3 +152,39 @@ def test_labkit_run_resume_reads_the_run_it_continues(tmp_path, monkeypatch, cap
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_notebook_01_resumed_from_a_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path, monkeypatch):
+    """01's GRPO loop adopts run.checkpoint/run.resume: executed with a checkpoint after every
+    step, then resumed from the step before its last (the newest checkpoint removed, as if the
+    job died during the last step), it records byte-identical results."""
+    from labkit.lab.runs import execute, resume_run
+
+    monkeypatch.setenv("LABKIT_CHECKPOINT_EVERY", "1")
+    first = execute("01", scale="smoke", seed=3, out_dir=tmp_path, threads=1)
+    assert first.ok, first.error
+    ckpts = first.run_dir / "checkpoints"
+    steps = first.results["steps_done"]
+    assert sorted(p.name for p in ckpts.iterdir()) == [f"step-{steps - 2}.pt", f"step-{steps - 1}.pt"]
+    straight = (first.run_dir / "results.json").read_text()
+    (ckpts / f"step-{steps - 1}.pt").unlink()
+
+    again = resume_run(first.run_dir, threads=1)
+    assert again.ok, again.error
+    assert (again.run_dir / "results.json").read_text() == straight
+    rows = [json.loads(line) for line in (again.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(steps)) + [steps - 1]   # only the last step ran again
+    untimed = [{k: v for k, v in r.items() if not k.startswith("time")} for r in (rows[steps - 1], rows[-1])]
+    assert untimed[0] == untimed[1]                                          # and logged the same numbers
+
+
+def test_run_metrics_before_gives_the_newest_row_per_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "m"))
+    run = session.setup(scale="smoke", seed=0, device="cpu")
+    assert run.metrics(before=0) == [] and run.metrics(before=5) == []
+    for step, x in ((0, 1.0), (1, 2.0), (2, 3.0), (1, 20.0)):
+        run.log(step, x=x)
+    assert [(r["step"], r["x"]) for r in run.metrics(before=2)] == [(0, 1.0), (1, 20.0)]
+    assert len(run.metrics()) == 4
+    with pytest.raises(ValueError, match="before"):
+        run.metrics(before=-1)

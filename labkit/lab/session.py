@@ -260,14 +260,21 @@ class Run:
                 pass
             self._metrics.close()
 
-    def metrics(self) -> list[dict]:
-        """The rows logged so far (read back from ``metrics.jsonl``)."""
+    def metrics(self, before: int | None = None) -> list[dict]:
+        """The rows logged so far (read back from ``metrics.jsonl``). With ``before=start``
+        (what :meth:`resume` returned): the rows a resumed loop already logged, one per step
+        ``< start`` (the newest, since a resumed run's file holds the rows of every execution),
+        in step order; ``[]`` on a fresh run."""
         path = self.dir / "metrics.jsonl"
         if self._metrics is not None and not self._metrics.closed:
             self._metrics.flush()
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] \
+            if path.exists() else []
+        if before is None:
+            return rows
+        before = check_int("before", before, min=0)
+        newest = {r["step"]: r for r in rows if isinstance(r.get("step"), int) and r["step"] < before}
+        return [newest[s] for s in sorted(newest)]
 
     # -- checkpoints
     def checkpoint_dir(self, tag: str | None = None) -> Path:
