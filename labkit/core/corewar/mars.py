@@ -1,9 +1,12 @@
 """A MARS (Memory Array Redcode Simulator) for two warriors, ICWS'94 semantics, in plain Python.
 
-The core is five parallel int lists (opcode*8+modifier, A-mode, A-field, B-mode, B-field); each
-warrior has a FIFO queue of process counters; each cycle every live warrior executes one
+The core is five parallel int lists (opcode*8+modifier, A-mode, A-field, B-mode, B-field)
+each
+warrior has a FIFO queue of process counters
+each cycle every live warrior executes one
 instruction of its oldest process (the first mover alternates between rounds). A process dies on
-DAT or on DIV/MOD by zero; a warrior dies with its last process. A round ends when one warrior
+DAT or on DIV/MOD by zero
+a warrior dies with its last process. A round ends when one warrior
 is dead or after `cycles` cycles (a tie). Warrior 1 loads at 0, warrior 2 at a seeded random
 offset at least `min_distance` away, so a battle is a deterministic function of its seed.
 
@@ -125,22 +128,32 @@ def run_round(w1: Warrior, w2: Warrior, settings: Settings = TINY_HILL, position
                     elif am == AIND:
                         ra = (ra + AF[ra]) % M
                     elif am == BPRE:
-                        t = ra; BF[t] = (BF[t] - 1) % M; wr[t] = 1; ra = (t + BF[t]) % M
+                        t = ra
+                        BF[t] = (BF[t] - 1) % M
+                        wr[t] = 1
+                        ra = (t + BF[t]) % M
                     elif am == APRE:
-                        t = ra; AF[t] = (AF[t] - 1) % M; wr[t] = 1; ra = (t + AF[t]) % M
+                        t = ra
+                        AF[t] = (AF[t] - 1) % M
+                        wr[t] = 1
+                        ra = (t + AF[t]) % M
                     elif am == BPOST:
-                        t = ra; ra = (t + BF[t]) % M
+                        t = ra
+                        ra = (t + BF[t]) % M
                     else:  # APOST
-                        t = ra; ra = (t + AF[t]) % M
+                        t = ra
+                        ra = (t + AF[t]) % M
             ia_a, ia_b = (a, b) if am == IMM else (AF[ra], BF[ra])
             if op == MOV and mod == M_I:
                 ia_full = (OPM[ra], AM[ra], AF[ra], BM[ra], BF[ra]) if am != IMM else (c, am, a, bm, b)
             elif op in (SEQ, SNE) and mod == M_I:
                 ia_full = (OPM[ra], AM[ra], AF[ra], BM[ra], BF[ra]) if am != IMM else (c, am, a, bm, b)
             if am == BPOST:
-                BF[t] = (BF[t] + 1) % M; wr[t] = 1
+                BF[t] = (BF[t] + 1) % M
+                wr[t] = 1
             elif am == APOST:
-                AF[t] = (AF[t] + 1) % M; wr[t] = 1
+                AF[t] = (AF[t] + 1) % M
+                wr[t] = 1
             # ---- B operand: write pointer rb, B-instruction register
             if bm == IMM:
                 rb = pc
@@ -152,13 +165,21 @@ def run_round(w1: Warrior, w2: Warrior, settings: Settings = TINY_HILL, position
                     elif bm == AIND:
                         rb = (rb + AF[rb]) % M
                     elif bm == BPRE:
-                        u = rb; BF[u] = (BF[u] - 1) % M; wr[u] = 1; rb = (u + BF[u]) % M
+                        u = rb
+                        BF[u] = (BF[u] - 1) % M
+                        wr[u] = 1
+                        rb = (u + BF[u]) % M
                     elif bm == APRE:
-                        u = rb; AF[u] = (AF[u] - 1) % M; wr[u] = 1; rb = (u + AF[u]) % M
+                        u = rb
+                        AF[u] = (AF[u] - 1) % M
+                        wr[u] = 1
+                        rb = (u + AF[u]) % M
                     elif bm == BPOST:
-                        u = rb; rb = (u + BF[u]) % M
+                        u = rb
+                        rb = (u + BF[u]) % M
                     else:
-                        u = rb; rb = (u + AF[u]) % M
+                        u = rb
+                        rb = (u + AF[u]) % M
             if bm == IMM:
                 ib_a, ib_b = a, b
             else:
@@ -166,9 +187,11 @@ def run_round(w1: Warrior, w2: Warrior, settings: Settings = TINY_HILL, position
             if op in (SEQ, SNE) and mod == M_I:
                 ib_full = (OPM[rb], AM[rb], AF[rb], BM[rb], BF[rb]) if bm != IMM else (c, am, a, bm, b)
             if bm == BPOST:
-                BF[u] = (BF[u] + 1) % M; wr[u] = 1
+                BF[u] = (BF[u] + 1) % M
+                wr[u] = 1
             elif bm == APOST:
-                AF[u] = (AF[u] + 1) % M; wr[u] = 1
+                AF[u] = (AF[u] + 1) % M
+                wr[u] = 1
             nxt = (pc + 1) % M
             # ---- execute
             if op == DAT:
@@ -184,9 +207,11 @@ def run_round(w1: Warrior, w2: Warrior, settings: Settings = TINY_HILL, position
                 elif mod == M_BA:
                     AF[rb] = ia_b
                 elif mod == M_F:
-                    AF[rb] = ia_a; BF[rb] = ia_b
+                    AF[rb] = ia_a
+                    BF[rb] = ia_b
                 elif mod == M_X:
-                    AF[rb] = ia_b; BF[rb] = ia_a
+                    AF[rb] = ia_b
+                    BF[rb] = ia_a
                 else:
                     OPM[rb], AM[rb], AF[rb], BM[rb], BF[rb] = ia_full
                 q.append(nxt)
@@ -228,12 +253,18 @@ def run_round(w1: Warrior, w2: Warrior, settings: Settings = TINY_HILL, position
             elif op == DJN:
                 wr[rb] = 1
                 if mod in (M_A, M_BA):
-                    AF[rb] = (AF[rb] - 1) % M; ib_a = (ib_a - 1) % M; jump = ib_a != 0
+                    AF[rb] = (AF[rb] - 1) % M
+                    ib_a = (ib_a - 1) % M
+                    jump = ib_a != 0
                 elif mod in (M_B, M_AB):
-                    BF[rb] = (BF[rb] - 1) % M; ib_b = (ib_b - 1) % M; jump = ib_b != 0
+                    BF[rb] = (BF[rb] - 1) % M
+                    ib_b = (ib_b - 1) % M
+                    jump = ib_b != 0
                 else:
-                    AF[rb] = (AF[rb] - 1) % M; BF[rb] = (BF[rb] - 1) % M
-                    ib_a = (ib_a - 1) % M; ib_b = (ib_b - 1) % M
+                    AF[rb] = (AF[rb] - 1) % M
+                    BF[rb] = (BF[rb] - 1) % M
+                    ib_a = (ib_a - 1) % M
+                    ib_b = (ib_b - 1) % M
                     jump = ib_a != 0 or ib_b != 0
                 q.append(ra if jump else nxt)
             elif op == SPL:
