@@ -103,6 +103,12 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_preference.py::test_minimax_winner_of_the_cyclic_oracle_is_uniform",
         "tests/test_preference.py::test_minimax_mixture_unequal_margins_and_condorcet_winner",
         "tests/test_preference.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n20_red_queen.descriptor": (
+        "tests/test_red_queen.py::test_descriptor_bins_by_hand",
+        "tests/test_red_queen.py::test_descriptor_rejects_negative_values"),
+    "labkit.nb.n20_red_queen.MapElites.place": (
+        "tests/test_red_queen.py::test_archive_keeps_the_strictly_better_elite_per_cell",
+        "tests/test_red_queen.py::test_empty_archive"),
     "labkit.nb.n22_value_aware_memory.Memory.update": (
         "tests/test_memory.py::test_update_by_hand",
         "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
