@@ -103,6 +103,10 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_preference.py::test_minimax_winner_of_the_cyclic_oracle_is_uniform",
         "tests/test_preference.py::test_minimax_mixture_unequal_margins_and_condorcet_winner",
         "tests/test_preference.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n16_verification.verify_refine_loop": (
+        "tests/test_judge.py::test_verify_refine_loop_revises_only_rejected_answers",),
+    "labkit.nb.n16_verification.self_data": (
+        "tests/test_judge.py::test_self_data_keeps_accepted_and_accepted_revisions_without_ground_truth",),
     "labkit.nb.n20_red_queen.descriptor": (
         "tests/test_red_queen.py::test_descriptor_bins_by_hand",
         "tests/test_red_queen.py::test_descriptor_rejects_negative_values"),
