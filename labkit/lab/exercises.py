@@ -121,6 +121,16 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_memory.py::test_two_phase_by_hand",
         "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
         "tests/test_memory.py::test_bad_inputs_give_one_line_errors"),
+    "labkit.nb.n33_decision_mamba.associative_scan": (
+        "tests/test_selective_scan.py::test_associative_scan_is_the_recurrence_by_hand",
+        "tests/test_selective_scan.py::test_sequential_equals_parallel",
+        "tests/test_selective_scan.py::test_causal_outputs_ignore_later_inputs",
+        "tests/test_selective_scan.py::test_gradients_flow_and_agree_between_forms"),
+    "labkit.nb.n33_decision_mamba.pser_target": (
+        "tests/test_decision_mamba.py::test_pser_target_by_hand",
+        "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
+        "tests/test_decision_mamba.py::test_pser_target_pulls_a_noisy_label_toward_a_good_past_prediction",
+        "tests/test_decision_mamba.py::test_pser_target_rejects_bad_inputs"),
 }
 
 
