@@ -113,6 +113,12 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n20_red_queen.MapElites.place": (
         "tests/test_red_queen.py::test_archive_keeps_the_strictly_better_elite_per_cell",
         "tests/test_red_queen.py::test_empty_archive"),
+    "labkit.nb.n21_misevolution.StrategyMemory.votes": (
+        "tests/test_misevolution.py::test_votes_by_hand",
+        "tests/test_misevolution.py::test_votes_top_k_and_threshold"),
+    "labkit.nb.n21_misevolution.imitate": (
+        "tests/test_misevolution.py::test_imitate_copies_only_strictly_better_peers",
+        "tests/test_misevolution.py::test_imitate_bad_lengths"),
     "labkit.nb.n22_value_aware_memory.Memory.update": (
         "tests/test_memory.py::test_update_by_hand",
         "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
