@@ -53,7 +53,7 @@ class StrategyMemory:
 
     `write` keeps an episode only when it was rewarded (r > 0: Misevolution's success logs, ATP's
     rewarded history); `votes` sums sim * r per strategy over the k most similar episodes with
-    sim >= threshold (MemRL's k2 = 5 and delta = 0.5 as defaults)."""
+    sim >= threshold (MemRL's k2 = 5; its delta = 0.5 is the class default, the notebook uses 0.7)."""
 
     def __init__(self, dim: int = 256, k: int = 5, threshold: float = 0.5):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
