@@ -178,8 +178,8 @@ def drq(operator, initial, rounds: int, iters: int, batch: int, rng: random.Rand
     """Digital Red Queen. Round r runs MAP-Elites for `iters` steps of `batch` candidates, with
     fitness against the initial opponents and every earlier round's champion (`red_queen`), and
     ends with the best elite as round r's champion. `static` keeps one archive and the initial
-    opponents throughout, and plays each battle for more rounds instead, so both objectives spend
-    the same battle budget in every round."""
+    opponents throughout, and plays each battle for more rounds instead, so a valid candidate costs
+    the same battle rounds under both objectives."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     for name, v in (("rounds", rounds), ("iters", iters), ("batch", batch), ("n_init", n_init),
