@@ -95,6 +95,10 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_curriculum.py::test_sec_unsampled_keep_and_q0_and_alpha",
         "tests/test_curriculum.py::test_uniform_and_sec_are_seeded_and_record_history",
         "tests/test_curriculum.py::test_bandit_finds_the_frontier_of_a_simulated_learner"),
+    "labkit.nb.n19_red_team_self_play.game_reward": (
+        "tests/test_red_team.py::test_game_reward_hand_values",
+        "tests/test_red_team.py::test_game_reward_undecodable_attack_is_a_tie_on_prompt_terms",
+        "tests/test_red_team.py::test_bad_inputs"),
     "labkit.nb.n18_self_play_preference.sppo_loss": (
         "tests/test_preference.py::test_sppo_loss_hand_value",
         "tests/test_preference.py::test_sppo_loss_gradient_pulls_the_log_ratio_to_its_target",
