@@ -107,6 +107,12 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_preference.py::test_minimax_winner_of_the_cyclic_oracle_is_uniform",
         "tests/test_preference.py::test_minimax_mixture_unequal_margins_and_condorcet_winner",
         "tests/test_preference.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n14_policy_reward_coevolution.recycle_group": (
+        "tests/test_coevolution.py::test_recycle_uniform_groups_give_one_pointwise_item",
+        "tests/test_coevolution.py::test_recycle_mixed_groups_label_follows_the_verifier",
+        "tests/test_coevolution.py::test_recycle_bad_inputs"),
+    "labkit.nb.n14_policy_reward_coevolution.semi_supervised_reward": (
+        "tests/test_coevolution.py::test_semi_supervised_reward_reads_the_verifier_only_on_labelled_prompts",),
     "labkit.nb.n16_verification.verify_refine_loop": (
         "tests/test_judge.py::test_verify_refine_loop_revises_only_rejected_answers",),
     "labkit.nb.n16_verification.self_data": (
