@@ -117,6 +117,12 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_judge.py::test_verify_refine_loop_revises_only_rejected_answers",),
     "labkit.nb.n16_verification.self_data": (
         "tests/test_judge.py::test_self_data_keeps_accepted_and_accepted_revisions_without_ground_truth",),
+    "labkit.nb.n17_interaction_rewards.interaction_rewards": (
+        "tests/test_interaction_rewards.py::test_interaction_rewards_hand_values",
+        "tests/test_interaction_rewards.py::test_interaction_rewards_bad_scores"),
+    "labkit.nb.n17_interaction_rewards.whiten": (
+        "tests/test_interaction_rewards.py::test_whiten_by_hand_and_token_weights",
+        "tests/test_interaction_rewards.py::test_whiten_equal_rewards_give_zero_and_bad_inputs_raise"),
     "labkit.nb.n20_red_queen.descriptor": (
         "tests/test_red_queen.py::test_descriptor_bins_by_hand",
         "tests/test_red_queen.py::test_descriptor_rejects_negative_values"),
