@@ -71,6 +71,7 @@ def test_judge_item_reward():
 
 
 def test_semi_supervised_reward_reads_the_verifier_only_on_labelled_prompts(monkeypatch):
+    from labkit.core.tasks import verify
     labelled, free = carry(), carry("1111+2222=", "3333")
     verified, judged = [], []
 
@@ -79,14 +80,23 @@ def test_semi_supervised_reward_reads_the_verifier_only_on_labelled_prompts(monk
         assert mode == "yesno"
         return [J.Judgement(a == "7", a, True) for a in answers]   # this judge likes sevens
 
-    from labkit.core.tasks import verify
+    def fake_p_yes(policy, tasks, answers):
+        judged.extend(t.prompt for t in tasks)
+        return [0.9 if a == "7" else 0.2 for a in answers]
+
     monkeypatch.setattr(M, "verify", lambda task, completion: (verified.append(task.prompt), verify(task, completion))[1])
     monkeypatch.setattr(M, "pointwise", fake_pointwise)
-    reward = M.semi_supervised_reward({labelled.prompt}, object())
+    monkeypatch.setattr(M, "yes_probability", fake_p_yes)
+    reward = M.semi_supervised_reward({labelled.prompt}, object(), "verdict")
     assert reward(labelled, ["4930", "7", "04930"]) == [1.0, 0.0, 0.0]
     assert judged == []
     assert reward(free, ["3333", "7"]) == [0.0, 1.0]
     assert verified == [labelled.prompt] * 3 and judged == [free.prompt] * 2
+    reward = M.semi_supervised_reward({labelled.prompt}, object())   # p_yes, the default
+    assert reward(free, ["3333", "7"]) == [0.2, 0.9] and reward(labelled, ["4930"]) == [1.0]
+    assert judged == [free.prompt] * 4 and verified == [labelled.prompt] * 4
+    with pytest.raises(ValueError, match="score"):
+        M.semi_supervised_reward(set(), object(), "vibes")
 
 
 @pytest.fixture(scope="module")

@@ -204,6 +204,17 @@ CLAIMS: list[Claim] = [
               "the bound below 0"),
     Claim("19", "over_refusal_gap_frozen_attacker_vs_selfplay", above=0, reproduced=False,
           why="-.052 -.021 -.021 +.104 +.031: both defenders over-refuse little (.052 and .060 of benign requests)"),
+    # 14 policy-reward co-evolution (carry world, base tiny-judge, labels for 20% of prompts). Unmeasured: five
+    # workshop seeds pending (docs/notes/14_policy_reward_coevolution.md)
+    Claim("14", "blind_spot_gap", above=0),
+    Claim("14", "hack_gap_static", above=0.2),
+    Claim("14", "hack_gap_closed_coevolve", above=0),
+    Claim("14", "hack_gap_closed_spark", above=0),
+    Claim("14", "hack_gap_spark", below=0.1),
+    Claim("14", "judge_acc_gain_spark_vs_static", above=0),
+    Claim("14", "true_acc_gain_spark_vs_static", above=0),
+    Claim("14", "true_acc_gain_spark_vs_rlvr", above=0),
+    Claim("14", "bestof4_gain_selfjudge", above=0),
     # 33 Decision Mamba (point-mass world, 30% action-label noise). Measured stop 7 at e8d6b97 (seeds 0-4): noise
     # costs DT .245 of return (lower .162); PSER keeps DM's predictions nearer the true actions (+.071, lower .065)
     Claim("33", "noise_hurts_dt", above=0),

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 import torch
 from labkit.core.checks import check_choice, check_float, check_int
-from labkit.core.grpo import RLConfig, grpo_advantages, grpo_step, update
+from labkit.core.grpo import ADVANTAGES, RLConfig, grpo_advantages, grpo_step, update
 from labkit.core.judge import judge_prompt, pairwise_prompt, parse_pairwise, pointwise, yes_probability
 from labkit.core.sampling import rollout
 from labkit.core.tasks import verify
@@ -70,11 +70,18 @@ def judge_step(judge, optimizer, items: list[JudgeItem], cfg: RLConfig, generato
     return metrics
 
 
-def semi_supervised_reward(labelled_prompts: set, judge, generator=None):
-    # r(x, y) = verify(x, y) for x in L, else 1[J samples 'y'] (grpo_step's group_reward_fn)
+JUDGE_SCORES = ("p_yes", "verdict")
+
+
+def semi_supervised_reward(labelled_prompts: set, judge, score: str = "p_yes", generator=None):
+    # r(x, y) = verify(x, y) for x in L, else the judge's p('y' | x, y) ("p_yes") or 1[it samples 'y'] ("verdict")
+    score = check_choice("score", score, JUDGE_SCORES)
+
     def reward(task, completions):
         if task.prompt in labelled_prompts:
             return [verify(task, c).reward for c in completions]
+        if score == "p_yes":
+            return yes_probability(judge, [task] * len(completions), list(completions))
         return [j.score for j in pointwise(judge, [task] * len(completions), list(completions), "yesno", 1.0, generator)]
     return reward
 
@@ -106,13 +113,16 @@ def make_arm(name: str, base, lr: float) -> Arm:
 
 
 def arm_step(arm: Arm, tasks, labelled_prompts: set, cfg: RLConfig, judge_cfg: RLConfig, rng: random.Random,
-             generator=None, judge_generator=None, judge_batch: int = 16, pairwise_share: float = 0.7) -> dict:
+             generator=None, judge_generator=None, judge_batch: int = 16, pairwise_share: float = 0.7,
+             judge_score: str = "p_yes", advantage: str = "grpo") -> dict:
     # one GRPO step of the policy on `tasks`; then, if the judge co-evolves, recycle and train it
     judge_batch = check_int("judge_batch", judge_batch, min=1)
     if arm.name == "rlvr" and any(t.prompt not in labelled_prompts for t in tasks):
         raise ValueError("the rlvr arm trains on labelled prompts only")
-    reward = semi_supervised_reward(labelled_prompts, arm.judge, judge_generator)
-    result = grpo_step(arm.policy, arm.optimizer, tasks, cfg, group_reward_fn=reward, generator=generator)
+    reward = semi_supervised_reward(labelled_prompts, arm.judge, judge_score, judge_generator)
+    advantage_fn = ADVANTAGES[check_choice("advantage", advantage, tuple(ADVANTAGES))]
+    result = grpo_step(arm.policy, arm.optimizer, tasks, cfg, advantage_fn=advantage_fn, group_reward_fn=reward,
+                       generator=generator)
     arm.policy_rollouts += len(result.batch)
     arm.judge_rollouts += sum(cfg.group_size for t in tasks if t.prompt not in labelled_prompts)
     metrics = dict(result.metrics)
