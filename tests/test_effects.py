@@ -228,6 +228,15 @@ CLAIMS: list[Claim] = [
               "not enough to change the return (.623 vs .618 without it)"),
     Claim("33", "dm_vs_dt_clean", above=0, reproduced=False,
           why="-.018 -.015 -.009 -.018 -.068: on clean labels DT is slightly better (.954 vs .929)"),
+    # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
+    # control). Provisional from seed 0 at the first commit; the five-seed measurement replaces this comment.
+    Claim("34", "doc_vs_dt_bandit", above=0),
+    Claim("34", "doc_vs_dt_bandit_deterministic", above=-0.05, below=0.05),
+    Claim("34", "dt_overclaim_bandit", above=0.3),
+    Claim("34", "doc_vs_dt_lake", above=0),
+    Claim("34", "doc_vs_dt_lake_deterministic", above=-0.1),
+    Claim("34", "stochastic_gap_lake", above=0),
+    Claim("34", "consistency_gain_lake", above=0),
 ]
 
 

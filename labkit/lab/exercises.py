@@ -153,6 +153,14 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
         "tests/test_decision_mamba.py::test_pser_target_pulls_a_noisy_label_toward_a_good_past_prediction",
         "tests/test_decision_mamba.py::test_pser_target_rejects_bad_inputs"),
+    "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
+        "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
+        "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
+        "tests/test_dichotomy_of_control.py::test_contrastive_mi_leaves_masked_steps_out",
+        "tests/test_dichotomy_of_control.py::test_contrastive_mi_rejects_bad_shapes"),
+    "labkit.nb.n34_dichotomy_of_control.select_latent": (
+        "tests/test_dichotomy_of_control.py::test_select_latent_picks_the_best_value_the_prior_can_draw",
+        "tests/test_dichotomy_of_control.py::test_select_latent_rejects_bad_samples"),
 }
 
 
