@@ -46,6 +46,8 @@ class Claim:
         return f"{self.notebook}-{self.name}"
 
 
+C14 = ('every judge-rewarded arm collapses (true acc static .022, coevolve .092, spark .063; rlvr .935): GRPO divides each group by its std, so small p(yes) differences on the 80% unlabelled groups become full-size advantages and the policy follows the judge within 10-20 steps; the co-evolving judge learns from ~3 labelled groups a step and loses the race')
+
 BASE_22 = ("the reading base tiny-cases lost its 2-digit add/sub (16-17% right even with the right case shown), "
            "so failures carry the right procedure and outcome-driven Q separates little (helpful .24, "
            "distractors .19); two rebuilds kept the arithmetic but lost the reading (stop 5)")
@@ -204,17 +206,31 @@ CLAIMS: list[Claim] = [
               "the bound below 0"),
     Claim("19", "over_refusal_gap_frozen_attacker_vs_selfplay", above=0, reproduced=False,
           why="-.052 -.021 -.021 +.104 +.031: both defenders over-refuse little (.052 and .060 of benign requests)"),
-    # 14 policy-reward co-evolution (carry world, base tiny-judge, labels for 20% of prompts). Unmeasured: five
-    # workshop seeds pending (docs/notes/14_policy_reward_coevolution.md)
+    # 14 policy-reward co-evolution (carry world, base tiny-judge, labels for 20% of prompts). Measured at e0dd159
+    # (seeds 0-4): the frozen yes/no judge prefers truncated answers (+.233) and the static arm is hacked (hack gap
+    # .697, lower .582); the co-evolving judges do not keep the policy (docs/notes/14_policy_reward_coevolution.md)
     Claim("14", "blind_spot_gap", above=0),
     Claim("14", "hack_gap_static", above=0.2),
-    Claim("14", "hack_gap_closed_coevolve", above=0),
-    Claim("14", "hack_gap_closed_spark", above=0),
-    Claim("14", "hack_gap_spark", below=0.1),
-    Claim("14", "judge_acc_gain_spark_vs_static", above=0),
-    Claim("14", "true_acc_gain_spark_vs_static", above=0),
-    Claim("14", "true_acc_gain_spark_vs_rlvr", above=0),
-    Claim("14", "bestof4_gain_selfjudge", above=0),
+    Claim("14", "hack_gap_closed_coevolve", above=0, reproduced=False,
+          why="+.827 -.176 -.040 -.034 +.561 (lower -.192): " + C14 + "; the gap closes only after the collapse, "
+              "when every recycled item says n and the judge refuses everything (seeds 0, 4); else it drifted to yes"),
+    Claim("14", "hack_gap_closed_spark", above=0, reproduced=False,
+          why="-.139 +.737 +.743 -.214 +.714 (lower -.107): " + C14 + "; spark judge refuses the broken policy on "
+              "seeds 1, 2, 4 (gap ~0), says yes to it on seeds 0, 3"),
+    Claim("14", "hack_gap_spark", below=0.1, reproduced=False,
+          why="+.992 +.002 +.001 +.797 -.148 (mean .329): a race decided per seed; a one-token judge cannot check "
+              "values, only length and format"),
+    Claim("14", "judge_acc_gain_spark_vs_static", above=0, reproduced=False,
+          why="-.139 +.737 +.743 -.203 +.477 (lower -.120): high only where spark judge learned to refuse a policy "
+              "that is already broken"),
+    Claim("14", "true_acc_gain_spark_vs_static", above=0, reproduced=False,
+          why=".000 .000 .000 +.133 +.070 (lower -.017): " + C14),
+    Claim("14", "true_acc_gain_spark_vs_rlvr", above=0, reproduced=False,
+          why="-.947 -.923 -.940 -.757 -.797: i.i.d. sums, so RLVR on the labelled 20% learns the same skill (.935) "
+              "while the judge-rewarded arms collapse"),
+    Claim("14", "bestof4_gain_selfjudge", above=0, reproduced=False,
+          why=".000 .000 .000 -.047 -.023: measured on collapsed policies (0-18% right); the self-judge cannot tell "
+              "a near miss from the right answer"),
     # 33 Decision Mamba (point-mass world, 30% action-label noise). Measured stop 7 at e8d6b97 (seeds 0-4): noise
     # costs DT .245 of return (lower .162); PSER keeps DM's predictions nearer the true actions (+.071, lower .065)
     Claim("33", "noise_hurts_dt", above=0),
