@@ -99,6 +99,18 @@ def test_doc_losses_min_max_directions():
     assert float(f_j0.abs().max()) == 0.0 and float(f_mm1.abs().max()) > 0
 
 
+def test_mi_steps_sum_is_the_mean_times_the_live_steps_per_episode():
+    torch.manual_seed(0)
+    world, episodes, windows, steps, log_rho = _bandit_batch(16)
+    model = doc.DoC(1, 2, 1, 2, latents=4, hidden=8, n_layer=1, dropout=0.0)
+    s, a, o, live = steps
+    half = (s, a, o, (torch.arange(16) % 2).float()[:, None])            # 8 live steps over 16 episodes
+    infos = {m: doc.doc_losses(model, episodes, windows, half, log_rho, beta=0.0, mi_steps=m,
+                               generator=torch.Generator().manual_seed(3))[1]["mi"] for m in ("mean", "sum")}
+    assert infos["mean"] != 0
+    assert infos["sum"] == pytest.approx(0.5 * infos["mean"], rel=1e-5)
+
+
 def test_doc_losses_reject_bad_settings():
     world, episodes, windows, steps, log_rho = _bandit_batch(8)
     model = doc.DoC(1, 2, 1, 2, latents=4, hidden=8, n_layer=1)
@@ -106,6 +118,8 @@ def test_doc_losses_reject_bad_settings():
         doc.doc_losses(model, episodes, windows, steps, log_rho, mi_mode="max")
     with pytest.raises(ValueError, match="beta"):
         doc.doc_losses(model, episodes, windows, steps, log_rho, beta=-1)
+    with pytest.raises(ValueError, match="mi_steps"):
+        doc.doc_losses(model, episodes, windows, steps, log_rho, mi_steps="max")
 
 
 class _Stub:

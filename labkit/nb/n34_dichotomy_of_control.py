@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from labkit.core.control.data import SequenceBatch
 from labkit.core.control.models import DecisionTransformer
 
-__all__ = ["SequencePolicy", "DoC", "straight_through", "contrastive_mi", "MI_MODES", "doc_losses", "select_latent"]
+__all__ = ["SequencePolicy", "DoC", "straight_through", "contrastive_mi", "MI_MODES", "MI_STEPS", "doc_losses", "select_latent"]
 
 
 class SequencePolicy(nn.Module):
@@ -74,6 +74,7 @@ class DoC(nn.Module):
 
 
 MI_MODES = ("minimax", "joint")
+MI_STEPS = ("sum", "mean")
 
 
 def straight_through(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -107,7 +108,7 @@ def contrastive_mi(energy, s, a, o, z, log_rho, mask=None):
 
 
 def doc_losses(model: DoC, episodes, windows: SequenceBatch, steps, log_rho, beta=1.0, mi_mode="minimax",
-               generator=None):
+               generator=None, mi_steps="mean"):
     """DoC's loss on a batch. ``episodes`` = (states, actions, rewards, returns) of the B whole episodes
     (B, H, .); ``windows`` the B training windows cut from them; ``steps`` = (s, a, o, mask), each
     (B, H), the indices of every step of those episodes and 1 where the state is not terminal.
@@ -117,6 +118,8 @@ def doc_losses(model: DoC, episodes, windows: SequenceBatch, steps, log_rho, bet
     minimises L_pi + L_V + L_prior - beta * I_f."""
     if mi_mode not in MI_MODES:
         raise ValueError(f"doc_losses: mi_mode must be one of {', '.join(MI_MODES)}; got {mi_mode!r}")
+    if mi_steps not in MI_STEPS:
+        raise ValueError(f"doc_losses: mi_steps must be one of {', '.join(MI_STEPS)}; got {mi_steps!r}")
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
         raise ValueError(f"doc_losses: beta must be a number >= 0; got {beta!r}")
     states, actions, rewards, returns = episodes
@@ -135,8 +138,8 @@ def doc_losses(model: DoC, episodes, windows: SequenceBatch, steps, log_rho, bet
     prior_loss = (q * (q.clamp_min(1e-8).log() - model.prior(states[:, 0]).log_softmax(-1))).sum(-1).mean()
     s, a, o, mask = (t.flatten() for t in steps)
     zz = z[:, None, :].expand(-1, states.shape[1], -1).flatten(0, 1)
-    # sum_t I_f over an episode's steps (the paper's sum over t), averaged over the B episodes
-    steps_per_episode = mask.sum() / states.shape[0]
+    # sum_t I_f over an episode's steps (the paper's sum over t), averaged over the B episodes; or one step's
+    steps_per_episode = mask.sum() / states.shape[0] if mi_steps == "sum" else 1.0
     if mi_mode == "minimax":
         mi_q = steps_per_episode * contrastive_mi(model.energy.detach(), s, a, o, zz, log_rho, mask)   # q, pi see f fixed
         mi_f = steps_per_episode * contrastive_mi(model.energy, s, a, o, zz.detach(), log_rho, mask)   # f sees z fixed
