@@ -231,6 +231,15 @@ CLAIMS: list[Claim] = [
     Claim("14", "bestof4_gain_selfjudge", above=0, reproduced=False,
           why=".000 .000 .000 -.047 -.023: measured on collapsed policies (0-18% right); the self-judge cannot tell "
               "a near miss from the right answer"),
+    # 17 CoMAS interaction rewards (copies of tiny-judge as solver, critic and scorer). Measured at 54e3edb
+    # (seeds 0-4): scorer gap before RL +.270 (lower +.252); CoMAS - base +.010 (lower +.006); CoMAS - coin +.019
+    # (lower +.013); 4 agents - 2 +.004 (lower +.001); solver-only - coin +.031 (lower +.023). Small but paired:
+    # every arm samples the held-out answers from the same draws
+    Claim("17", "scorer_gap_base", above=0),
+    Claim("17", "acc_gain_comas_vs_base", above=0),
+    Claim("17", "acc_gain_comas_vs_coin", above=0),
+    Claim("17", "acc_gain_more_agents", above=0),
+    Claim("17", "acc_gain_solver_only_vs_coin", above=0),
     # 33 Decision Mamba (point-mass world, 30% action-label noise). Measured stop 7 at e8d6b97 (seeds 0-4): noise
     # costs DT .245 of return (lower .162); PSER keeps DM's predictions nearer the true actions (+.071, lower .065)
     Claim("33", "noise_hurts_dt", above=0),
