@@ -251,6 +251,10 @@ CLAIMS: list[Claim] = [
     Claim("33", "pser_gain_noisy", above=0, reproduced=False,
           why="+.004 -.026 +.034 -.073 +.089: PSER moves DM's predictions toward the true actions (+.071) but "
               "not enough to change the return (.623 vs .618 without it)"),
+    # 27 SE-Agent on countdown, equal model calls (provisional: measured from five workshop seeds next)
+    Claim("27", "solve_gain_se_vs_bon", above=0),
+    Claim("27", "solve_gain_se_vs_mcts", above=0),
+    Claim("27", "solve_gain_se_vs_control", above=0),
     Claim("33", "dm_vs_dt_clean", above=0, reproduced=False,
           why="-.018 -.015 -.009 -.018 -.068: on clean labels DT is slightly better (.954 vs .929)"),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic

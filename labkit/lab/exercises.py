@@ -148,6 +148,11 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_selective_scan.py::test_sequential_equals_parallel",
         "tests/test_selective_scan.py::test_causal_outputs_ignore_later_inputs",
         "tests/test_selective_scan.py::test_gradients_flow_and_agree_between_forms"),
+    "labkit.nb.n27_trajectory_evolution.recombine": (
+        "tests/test_trajectory_evolution.py::test_recombine_takes_a_head_of_one_and_the_best_move_of_another",),
+    "labkit.nb.n27_trajectory_evolution.evolve": (
+        "tests/test_trajectory_evolution.py::test_evolve_spends_the_budget_and_stops_on_a_solve",
+        "tests/test_trajectory_evolution.py::test_bad_inputs_raise_one_line_value_errors"),
     "labkit.nb.n33_decision_mamba.pser_target": (
         "tests/test_decision_mamba.py::test_pser_target_by_hand",
         "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
