@@ -258,7 +258,9 @@ CLAIMS: list[Claim] = [
     Claim("33", "dm_vs_dt_clean", above=0, reproduced=False,
           why="-.018 -.015 -.009 -.018 -.068: on clean labels DT is slightly better (.954 vs .929)"),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
-    # control). Provisional from seed 0 at the first commit; the five-seed measurement replaces this comment.
+    # control). Measured at f1c92d1 (seeds 0-4): DoC above DT by +.371 in the bandit (lower .342) and +.144 on the
+    # slippery lake (lower .112); deterministic controls match (bandit -.000, lake -.018, lower -.092);
+    # DT asked for 1 in the bandit gets .532 (overclaim +.468); docs/notes/34_dichotomy_of_control.md
     Claim("34", "doc_vs_dt_bandit", above=0),
     Claim("34", "doc_vs_dt_bandit_deterministic", above=-0.05, below=0.05),
     Claim("34", "dt_overclaim_bandit", above=0.3),
