@@ -5,13 +5,13 @@ edit the notebook, not this file.
 """
 from __future__ import annotations
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import torch
 from labkit.bases.mixtures.critic import random_corruption
 from labkit.core.chains import (corrupt, critic_prompt, first_wrong_step, harmonic_f1, parse_critic,
                                 parse_result, parse_steps, solution, solution_steps, sneaky_prompt, terms_of)
-from labkit.core.checks import check_choice, check_int
-from labkit.core.grpo import LossConfig, RLConfig, grpo_advantages, update
+from labkit.core.checks import check_int
+from labkit.core.grpo import RLConfig, grpo_advantages, update
 from labkit.core.sampling import rollout
 
 
