@@ -113,6 +113,10 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_coevolution.py::test_recycle_bad_inputs"),
     "labkit.nb.n14_policy_reward_coevolution.semi_supervised_reward": (
         "tests/test_coevolution.py::test_semi_supervised_reward_reads_the_verifier_only_on_labelled_prompts",),
+    "labkit.nb.n15_self_play_critic.sneaky_reward": (
+        "tests/test_self_play_critic.py::test_game_rewards_by_hand",),
+    "labkit.nb.n15_self_play_critic.critic_f1": (
+        "tests/test_self_play_critic.py::test_critic_f1_counts_exact_names",),
     "labkit.nb.n16_verification.verify_refine_loop": (
         "tests/test_judge.py::test_verify_refine_loop_revises_only_rejected_answers",),
     "labkit.nb.n16_verification.self_data": (
