@@ -251,10 +251,15 @@ CLAIMS: list[Claim] = [
     Claim("33", "pser_gain_noisy", above=0, reproduced=False,
           why="+.004 -.026 +.034 -.073 +.089: PSER moves DM's predictions toward the true actions (+.071) but "
               "not enough to change the return (.623 vs .618 without it)"),
-    # 27 SE-Agent on countdown, equal model calls (provisional: measured from five workshop seeds next)
-    Claim("27", "solve_gain_se_vs_bon", above=0),
+    # 27 SE-Agent on countdown, equal model calls. Measured on eedd31a (seeds 0-4): vs MCTS +.102 (lower +.057)
+    Claim("27", "solve_gain_se_vs_bon", above=0, reproduced=False,
+          why="-.028 (lower -.051; -.030 -.050 +.005 -.015 -.050): best-of-N is pass@32 (answers are checkable), "
+              "the distance-to-target signal concentrates calls on close but dead prefixes; only the authors' "
+              "alternative-strategy revision (new openings) keeps SE near best-of-N"),
     Claim("27", "solve_gain_se_vs_mcts", above=0),
-    Claim("27", "solve_gain_se_vs_control", above=0),
+    Claim("27", "solve_gain_se_vs_control", above=0, reproduced=False,
+          why="-.021 (lower -.073; -.015 -.095 +.050 +.005 -.050): random parents, cuts and openings do as well; "
+              "the gain over plain prefix resampling comes from diversity, not from the score signal"),
     Claim("33", "dm_vs_dt_clean", above=0, reproduced=False,
           why="-.018 -.015 -.009 -.018 -.068: on clean labels DT is slightly better (.954 vs .929)"),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
