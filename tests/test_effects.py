@@ -157,6 +157,15 @@ CLAIMS: list[Claim] = [
     Claim("07", "gain_adaptive_vs_fixed_orders", above=0),
     # holds by a hair: lower bound +.000006 (seeds +.008 -.002 +.022 +.037 +.007)
     Claim("07", "acc_gain_sec_vs_uniform", above=0),
+    # 15 SPC self-play critic (base tiny-critic, chain world labkit.core.chains). Measured at c28d787 (seeds 0-4)
+    Claim("15", "f1_gain_spc_vs_random", above=0, reproduced=False,
+          why="-.013 -.009 -.055 -.036 -.018: every trained critic (SPC .118, random .144, oracle .129) ends below the "
+              "base (.261) on natural off-by-one errors; GRPO on the +1/-1 game outcome teaches a critic that rarely "
+              "places its flag right to flag less (right chains accepted more, errors named less), and the sneaky "
+              "generator keeps writing random digits because no kind of error is harder for such a critic"),
+    Claim("15", "f1_gain_spc_vs_base", above=0, reproduced=False,
+          why="-.099 -.143 -.134 -.190 -.149: the game lowers the critic F1 on natural errors (see spc_vs_random); "
+              "without the authors KL 0.1 all arms collapse to all-right within 7 rounds"),
     # 16 verification (judge substrate, base tiny-judge). Measured at ab1b2c0 (seeds 0-4): refine - round 0 +.098
     # (lower +.075), refine - resample +.024 (lower +.003), SELF - no filter +.050 (lower +.013)
     Claim("16", "f1_gain_rubric_vs_yesno", above=0, reproduced=False,
