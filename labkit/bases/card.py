@@ -4,10 +4,11 @@ from pathlib import Path
 
 import torch
 
-from labkit.core.evaluate import evaluate
+from labkit.core.evaluate import evaluate, sample_and_judge
 from labkit.core.policy.loading import load_policy
 from labkit.bases.mixtures import load_mixture
 from labkit.core.policy.models import count_parameters
+from labkit.core.sampling import rollout
 from labkit.core.tasks import EVAL_SETS, load_eval_set
 
 CARD_SAMPLES = 4  # sampled completions per eval task (temperature 1)
@@ -20,6 +21,27 @@ def card_tasks(mixture: str = "default") -> dict:
     if hasattr(module, "card_tasks"):
         return module.card_tasks()
     return {name: load_eval_set(name) for name in EVAL_SETS}
+
+
+class _Judged:
+    """One row's mark, in the shape sample_and_judge reads."""
+    __slots__ = ("correct",)
+
+    def __init__(self, correct: bool):
+        self.correct = correct
+
+
+def scored_evaluate(policy, tasks, samples: int, temperature: float, max_new_tokens: int, is_right):
+    """A mixture's card_evaluate for tasks that labkit's verifier cannot mark: sample `samples`
+    completions per task and count those `is_right(task, text)` accepts. All rows go in one batch,
+    the sampling the shipped cards were measured with."""
+    def sampler(part):
+        return rollout(policy, [t.prompt for t in part], max_new_tokens=max_new_tokens, temperature=temperature)
+
+    def judge(part, batch):
+        return [_Judged(bool(is_right(t, text))) for t, text in zip(part, batch.completions)]
+
+    return sample_and_judge(tasks, sampler, judge, samples, batch_size=max(1, len(tasks) * samples))[0]
 
 
 def measure(checkpoint, samples: int = CARD_SAMPLES, seed: int = 0, mixture: str = "default") -> dict:

@@ -95,24 +95,16 @@ def card_tasks() -> dict:
 
 
 def card_evaluate(policy, tasks, samples, temperature):
+    from labkit.bases.card import scored_evaluate
     from labkit.core.chains import parse_critic, parse_result
-    from labkit.core.evaluate import Evaluation
-    from labkit.core.sampling import rollout
 
-    prompts = [t.prompt for t in tasks for _ in range(samples)]
-    batch = rollout(policy, prompts, max_new_tokens=48, temperature=temperature)
-    correct = [0] * len(tasks)
-    for i, text in enumerate(batch.completions):
-        task = tasks[i // samples]
+    def is_right(task, text):
         chain = task.meta["task"]
         if task.world == "chains-solve":
-            ok = first_wrong_step(chain, text) == 0
-        elif task.world == "chains-critic":
-            ok = parse_critic(chain, text) == int(task.answer)
-        else:
-            value = parse_result(text)
-            ok = value is not None and value != solution_steps(chain)[task.meta["index"] - 1].result
-        correct[i // samples] += int(ok)
-    mask = batch.completion_mask
-    entropy = float((batch.entropies * mask).sum() / mask.sum().clamp(min=1))
-    return Evaluation(list(tasks), correct, samples, entropy)
+            return first_wrong_step(chain, text) == 0
+        if task.world == "chains-critic":
+            return parse_critic(chain, text) == int(task.answer)
+        value = parse_result(text)
+        return value is not None and value != solution_steps(chain)[task.meta["index"] - 1].result
+
+    return scored_evaluate(policy, tasks, samples, temperature, 48, is_right)

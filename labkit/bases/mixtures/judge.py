@@ -93,20 +93,13 @@ def card_tasks() -> dict:
 
 
 def card_evaluate(policy, tasks, samples, temperature):
-    from labkit.core.evaluate import Evaluation
-    from labkit.core.sampling import rollout
+    from labkit.bases.card import scored_evaluate
 
-    prompts = [t.prompt for t in tasks for _ in range(samples)]
-    batch = rollout(policy, prompts, max_new_tokens=20, temperature=temperature)
-    correct = [0] * len(tasks)
-    for i, text in enumerate(batch.completions):
-        task = tasks[i // samples]
+    def is_right(task, text):
         if task.world != "judge":
-            correct[i // samples] += int(verify(task, text).correct)
-            continue
+            return verify(task, text).correct
         marks = parse_rubric(text) if task.category == "rubric" else None
         verdict = (marks or {}).get("verdict", False) if task.category == "rubric" else text.strip() == "y"
-        correct[i // samples] += int(("y" if verdict else "n") == task.answer)
-    mask = batch.completion_mask
-    entropy = float((batch.entropies * mask).sum() / mask.sum().clamp(min=1))
-    return Evaluation(list(tasks), correct, samples, entropy)
+        return ("y" if verdict else "n") == task.answer
+
+    return scored_evaluate(policy, tasks, samples, temperature, 20, is_right)

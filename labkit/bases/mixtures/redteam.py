@@ -79,19 +79,12 @@ def card_tasks() -> dict:
 
 
 def card_evaluate(policy, tasks, samples, temperature):
-    from labkit.core.evaluate import Evaluation
-    from labkit.core.sampling import rollout
+    from labkit.bases.card import scored_evaluate
 
-    prompts = [t.prompt for t in tasks for _ in range(samples)]
-    batch = rollout(policy, prompts, max_new_tokens=16, temperature=temperature)
-    correct = [0] * len(tasks)
-    for i, text in enumerate(batch.completions):
-        task = tasks[i // samples]
+    def is_right(task, text):
         request = task.meta["request"]
         if task.category == "attack":
-            correct[i // samples] += int(attack_judge(request.intent, text, None).valid)
-        else:
-            correct[i // samples] += int(judge(request, text).reward == 1.0)
-    mask = batch.completion_mask
-    entropy = float((batch.entropies * mask).sum() / mask.sum().clamp(min=1))
-    return Evaluation(list(tasks), correct, samples, entropy)
+            return attack_judge(request.intent, text, None).valid
+        return judge(request, text).reward == 1.0
+
+    return scored_evaluate(policy, tasks, samples, temperature, 16, is_right)
