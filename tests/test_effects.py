@@ -282,6 +282,12 @@ CLAIMS: list[Claim] = [
     Claim("34", "doc_vs_dt_lake_deterministic", above=-0.1),
     Claim("34", "stochastic_gap_lake", above=0),
     Claim("34", "consistency_gain_lake", above=0),
+    # 37 Foundation policy (RAPTOR): a GRU student distilled from per-drone LQR teachers on a planar quadrotor
+    # population (the authors' sampler), held-out drones; provisional until the five-seed run
+    Claim("37", "gru_vs_mlp", above=0),
+    Claim("37", "gru_vs_nominal", above=0),
+    Claim("37", "gru_vs_cut", above=0),
+    Claim("37", "gru_near_oracle", above=-0.1),
 ]
 
 

@@ -170,6 +170,14 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n34_dichotomy_of_control.select_latent": (
         "tests/test_dichotomy_of_control.py::test_select_latent_picks_the_best_value_the_prior_can_draw",
         "tests/test_dichotomy_of_control.py::test_select_latent_rejects_bad_samples"),
+    "labkit.nb.n37_foundation_policy.imitation_loss": (
+        "tests/test_foundation_policy.py::test_imitation_loss_by_hand",
+        "tests/test_foundation_policy.py::test_imitation_loss_leaves_dead_steps_out",
+        "tests/test_foundation_policy.py::test_imitation_loss_rejects_bad_shapes"),
+    "labkit.nb.n37_foundation_policy.act_with": (
+        "tests/test_foundation_policy.py::test_act_with_carries_the_memory_step_by_step",
+        "tests/test_foundation_policy.py::test_act_with_cut_resets_the_memory_every_step",
+        "tests/test_foundation_policy.py::test_act_with_forgets_the_last_episode_at_t0"),
 }
 
 
