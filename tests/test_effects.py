@@ -288,6 +288,14 @@ CLAIMS: list[Claim] = [
     Claim("37", "gru_vs_nominal", above=0),
     Claim("37", "gru_vs_cut", above=0),
     Claim("37", "gru_near_oracle", above=-0.1),
+    # 08 Creator and solver (eva, Agent0): self-labelled GRPO on the tiny base, equal solver rollouts;
+    # provisional until the five-seed run
+    Claim("08", "pseudo_label_acc_band", above=0.5),
+    Claim("08", "acc_gain_eva_vs_uniform", above=0),
+    Claim("08", "acc_gain_agent0_vs_static", above=0),
+    Claim("08", "frac_informative_gain_agent0_vs_static", above=0),
+    Claim("08", "acc_gain_agent0_vs_easy_to_hard", above=0),
+    Claim("08", "acc_gain_agent0_vs_base", above=0),
 ]
 
 

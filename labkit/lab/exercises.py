@@ -162,6 +162,16 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
         "tests/test_decision_mamba.py::test_pser_target_pulls_a_noisy_label_toward_a_good_past_prediction",
         "tests/test_decision_mamba.py::test_pser_target_rejects_bad_inputs"),
+    "labkit.nb.n08_creator_solver.adpo_advantages": (
+        "tests/test_creator_solver.py::test_adpo_advantages_by_hand",
+        "tests/test_creator_solver.py::test_adpo_advantages_nothing_kept_and_bad_inputs"),
+    "labkit.nb.n08_creator_solver.creator_rewards": (
+        "tests/test_creator_solver.py::test_creator_rewards_by_hand",),
+    "labkit.nb.n08_creator_solver.eva_select": (
+        "tests/test_creator_solver.py::test_eva_select_weights_by_normalised_informativeness",),
+    "labkit.core.proposer.uncertainty_reward": (
+        "tests/test_proposer.py::test_uncertainty_reward_by_hand",
+        "tests/test_proposer.py::test_uncertainty_reward_rejects_bad_p"),
     "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
