@@ -157,6 +157,13 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n27_trajectory_evolution.evolve": (
         "tests/test_trajectory_evolution.py::test_evolve_spends_the_budget_and_stops_on_a_solve",
         "tests/test_trajectory_evolution.py::test_bad_inputs_raise_one_line_value_errors"),
+    "labkit.nb.n28_reward_evolution.parse": (
+        "tests/test_reward_evolution.py::test_parse_by_hand_precedence_and_associativity",
+        "tests/test_reward_evolution.py::test_render_round_trips",
+        "tests/test_reward_evolution.py::test_malformed_expressions_raise_one_line",
+        "tests/test_reward_evolution.py::test_parse_rejects_non_strings_and_deep_nesting"),
+    "labkit.nb.n28_reward_evolution.meta_advantages": (
+        "tests/test_reward_evolution.py::test_meta_advantages_by_hand_and_shuffle",),
     "labkit.nb.n33_decision_mamba.pser_target": (
         "tests/test_decision_mamba.py::test_pser_target_by_hand",
         "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
