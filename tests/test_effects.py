@@ -282,6 +282,15 @@ CLAIMS: list[Claim] = [
     Claim("34", "doc_vs_dt_lake_deterministic", above=-0.1),
     Claim("34", "stochastic_gap_lake", above=0),
     Claim("34", "consistency_gain_lake", above=0),
+    # 35 Diffusion policies (PGD, DSRL) on the point mass: provisional until the five-seed run
+    Claim("35", "pgd_loglik_gain", above=0),
+    Claim("35", "pgd_dynamics_vs_world_model", above=0),
+    Claim("35", "pgd_vs_unguided", above=0),
+    Claim("35", "pgd_vs_real", above=0),
+    Claim("35", "dsrl_vs_base", above=0),
+    Claim("35", "dsrl_vs_fixed_noise", above=0),
+    Claim("35", "dsrl_vs_finetune", above=0),
+    Claim("35", "dsrl_vs_sac", above=0),
     # 37 Foundation policy (RAPTOR): a GRU student distilled from per-drone LQR teachers on a planar quadrotor
     # population (the authors' sampler), held-out drones; provisional until the five-seed run
     Claim("37", "gru_vs_mlp", above=0),

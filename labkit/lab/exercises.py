@@ -179,6 +179,16 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.core.proposer.uncertainty_reward": (
         "tests/test_proposer.py::test_uncertainty_reward_by_hand",
         "tests/test_proposer.py::test_uncertainty_reward_rejects_bad_p"),
+    "labkit.nb.n35_diffusion_policies.policy_guidance": (
+        "tests/test_diffusion_policies.py::test_policy_guidance_is_the_gradient_of_the_gaussian_log_density",
+        "tests/test_diffusion_policies.py::test_policy_guidance_normalises_each_segment_and_rejects_bad_inputs"),
+    "labkit.nb.n35_diffusion_policies.guidance_schedule": (
+        "tests/test_diffusion_policies.py::test_guidance_schedule_by_hand",),
+    "labkit.nb.n35_diffusion_policies.ddim_sample": (
+        "tests/test_diffusion_policies.py::test_ddim_sample_returns_the_target_from_any_noise",
+        "tests/test_diffusion_policies.py::test_ddim_sample_clips_the_estimate",
+        "tests/test_diffusion_policies.py::test_ddim_sample_one_step_is_the_x0_estimate_and_is_differentiable_in_w",
+        "tests/test_diffusion_policies.py::test_ddim_sample_rejects_bad_steps"),
     "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
