@@ -282,14 +282,28 @@ CLAIMS: list[Claim] = [
     Claim("34", "doc_vs_dt_lake_deterministic", above=-0.1),
     Claim("34", "stochastic_gap_lake", above=0),
     Claim("34", "consistency_gain_lake", above=0),
-    # 35 Diffusion policies (PGD, DSRL) on the point mass: provisional until the five-seed run
+    # 35 Diffusion policies (PGD, DSRL) on the point mass. Measured at 7fd8f33 (seeds 0-4): guidance raises the
+    # synthetic actions' log-likelihood under the agent by +.336 (lower .309); PGD-trained agents above unguided
+    # by +.167 (lower +.009); DSRL above the frozen policy by +.371 (lower .276) and above SAC by +.345 (lower .110);
+    # docs/notes/35_diffusion_policies.md
     Claim("35", "pgd_loglik_gain", above=0),
-    Claim("35", "pgd_dynamics_vs_world_model", above=0),
+    Claim("35", "pgd_dynamics_vs_world_model", above=0, reproduced=False,
+          why="-.0075 -.0133 -.0073 -.0084 -.0103 (lower -.0117): the point mass is linear up to its walls, so the "
+              "one-step model is near exact (.0007 over 5 steps) and does not compound; PGD's segments carry the "
+              "small denoiser's error (.010, below unguided .016)"),
     Claim("35", "pgd_vs_unguided", above=0),
-    Claim("35", "pgd_vs_real", above=0),
+    Claim("35", "pgd_vs_real", above=0, reproduced=False,
+          why="+.020 -.273 -.162 -.346 -.494 (lower -.436): with 240 of 256 samples synthetic, the small MLP "
+              "denoiser's dynamics and reward errors cost the agent more than on-policy actions gain it "
+              "(real .921, PGD .670, unguided .503); the near-exact world model reaches .962"),
     Claim("35", "dsrl_vs_base", above=0),
-    Claim("35", "dsrl_vs_fixed_noise", above=0),
-    Claim("35", "dsrl_vs_finetune", above=0),
+    Claim("35", "dsrl_vs_fixed_noise", above=0, reproduced=False,
+          why="-.078 +.185 -.091 -.118 -.071 (lower -.153): w = 0 already gives the cloned policy's mean chunk, a "
+              "shrunken expert chunk (.544 against .139 with fresh noise); DSRL's sampled noise reaches .510 in "
+              "1600 chunks and has not passed it"),
+    Claim("35", "dsrl_vs_finetune", above=0, reproduced=False,
+          why="-.197 +.305 +.009 +.174 +.315 (lower -.085): DSRL .510, fine-tuning .388 with a wide spread "
+              "(.26-.60): fine-tuning through the 8-step chain is unstable across seeds but wins on seed 0"),
     Claim("35", "dsrl_vs_sac", above=0),
     # 37 Foundation policy (RAPTOR): a GRU student distilled from per-drone LQR teachers on a planar quadrotor
     # population (the authors' sampler), held-out drones; provisional until the five-seed run
