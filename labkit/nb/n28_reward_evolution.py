@@ -21,7 +21,7 @@ PRIMITIVES = ("correct", "format", "digits", "length", "lead")
 
 def primitives(task, completion: str) -> dict[str, float]:
     # g(x, y) for one completion: exact answer, canonical integer, per-digit partial credit (right-aligned
-    # digits that match, over the longer length), right number of characters, right leading digit
+    # digits that match, over the longer length), right number of characters, right first character (sign or digit)
     v = verify(task, completion)
     if not v.format_ok:
         return {"correct": 0.0, "format": 0.0, "digits": 0.0, "length": 0.0, "lead": 0.0}
