@@ -319,6 +319,13 @@ CLAIMS: list[Claim] = [
     Claim("08", "frac_informative_gain_agent0_vs_static", above=0),
     Claim("08", "acc_gain_agent0_vs_easy_to_hard", above=0),
     Claim("08", "acc_gain_agent0_vs_base", above=0),
+    # 28 Reward evolution (derl): Meta-Optimizer over reward expressions, inner GRPO runs of tiny on sub 2;
+    # provisional until the five-seed run
+    Claim("28", "test_gain_derl_vs_random", above=0),
+    Claim("28", "test_gain_derl_vs_outcome", above=0),
+    Claim("28", "test_gain_derl_vs_hand", above=0),
+    Claim("28", "test_gain_derl_vs_shuffled", above=0),
+    Claim("28", "last_mean_gain_derl_vs_random", above=0),
 ]
 
 
