@@ -328,6 +328,7 @@ CLAIMS: list[Claim] = [
     Claim("28", "test_gain_derl_vs_hand", above=0),
     Claim("28", "test_gain_derl_vs_shuffled", above=0),
     Claim("28", "last_mean_gain_derl_vs_random", above=0),
+    Claim("28", "last_mean_gain_derl_vs_shuffled", above=0),
 ]
 
 
