@@ -329,6 +329,14 @@ CLAIMS: list[Claim] = [
     Claim("28", "test_gain_derl_vs_shuffled", above=0),
     Claim("28", "last_mean_gain_derl_vs_random", above=0),
     Claim("28", "last_mean_gain_derl_vs_shuffled", above=0),
+    # 36 In-context RL (ReLIC): a transformer over 32-step trials of hidden-arm bandits, PPO with partial updates and
+    # a Sink-KV, at equal environment steps; provisional until the five-seed run
+    Claim("36", "relic_in_context_gain", above=0.1),
+    Claim("36", "relic_regret_vs_thompson", below=0.05),
+    Claim("36", "partial_vs_full", above=0),
+    Claim("36", "partial_vs_full_matched", above=0),
+    Claim("36", "sink_vs_no_sink", above=0),
+    Claim("36", "relic_vs_gru", above=0),
 ]
 
 

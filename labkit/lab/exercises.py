@@ -205,6 +205,16 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_foundation_policy.py::test_act_with_carries_the_memory_step_by_step",
         "tests/test_foundation_policy.py::test_act_with_cut_resets_the_memory_every_step",
         "tests/test_foundation_policy.py::test_act_with_forgets_the_last_episode_at_t0"),
+    "labkit.nb.n36_in_context_rl.sink_attention": (
+        "tests/test_in_context_rl.py::test_sink_attention_by_hand",
+        "tests/test_in_context_rl.py::test_sink_attention_is_causal",
+        "tests/test_in_context_rl.py::test_a_sink_nobody_attends_to_changes_nothing",
+        "tests/test_in_context_rl.py::test_a_zero_query_spreads_its_weight_over_the_sink_and_the_past",
+        "tests/test_in_context_rl.py::test_sink_attention_rejects_bad_shapes"),
+    "labkit.nb.n36_in_context_rl.update_schedule": (
+        "tests/test_in_context_rl.py::test_update_schedule_authors_configurations",
+        "tests/test_in_context_rl.py::test_update_schedule_partial_only_and_two_full_updates",
+        "tests/test_in_context_rl.py::test_update_schedule_rejects_bad_inputs"),
 }
 
 
