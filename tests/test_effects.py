@@ -347,6 +347,7 @@ CLAIMS: list[Claim] = [
     Claim("36", "partial_vs_full", above=0),
     Claim("36", "partial_vs_full_matched", above=0),
     Claim("36", "sink_vs_no_sink", above=0),
+    Claim("36", "sink_used_early", above=0),
     Claim("36", "relic_vs_gru", above=0),
 ]
 
