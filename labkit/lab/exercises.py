@@ -176,6 +176,13 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_creator_solver.py::test_creator_rewards_by_hand",),
     "labkit.nb.n08_creator_solver.eva_select": (
         "tests/test_creator_solver.py::test_eva_select_weights_by_normalised_informativeness",),
+    "labkit.nb.n09_data_free_self_play.hop_advantages": (
+        "tests/test_data_free_self_play.py::test_hop_advantages_by_hand",
+        "tests/test_data_free_self_play.py::test_hop_advantages_differ_from_one_batch_group_and_edges"),
+    "labkit.nb.n09_data_free_self_play.consistent": (
+        "tests/test_data_free_self_play.py::test_consistent_band_edges_and_bad_inputs",),
+    "labkit.nb.n09_data_free_self_play.self_consistency_targets": (
+        "tests/test_data_free_self_play.py::test_self_consistency_targets_by_hand",),
     "labkit.core.proposer.uncertainty_reward": (
         "tests/test_proposer.py::test_uncertainty_reward_by_hand",
         "tests/test_proposer.py::test_uncertainty_reward_rejects_bad_p"),
