@@ -271,6 +271,17 @@ CLAIMS: list[Claim] = [
               "the gain over plain prefix resampling comes from diversity, not from the score signal"),
     Claim("33", "dm_vs_dt_clean", above=0, reproduced=False,
           why="-.018 -.015 -.009 -.018 -.068: on clean labels DT is slightly better (.954 vs .929)"),
+    # 23 Experience distillation (EvolveR principles, MemSkill controller + designer) on unseen task families.
+    # Measured at d13d190, seeds 0-4, workshop (docs/notes/23_experience_distillation.md)
+    Claim("23", "principles_vs_cases_unseen", above=0, reproduced=False,
+          why="+.293 +.100 +.210 -.090 -.050 (mean +.093, lower -.064): with EvolveR's update every retrieved "
+              "principle shares the outcome, so spurious surface/noise principles distilled early beside the true "
+              "rule keep high scores and outrank it on some seeds (true-rule share of the bank .10-.33); "
+              "credit to the applied principle only: unseen .913 vs cases .727"),
+    Claim("23", "principles_vs_none_unseen", above=0.1),
+    Claim("23", "principles_gain_control", above=-0.05, below=0.05),
+    Claim("23", "evolving_vs_fixed_skills_unseen", above=0),
+    Claim("23", "evolving_vs_fixed_skills_control", above=-0.05, below=0.05),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
     # control). Measured at f1c92d1 (seeds 0-4): DoC above DT by +.371 in the bandit (lower .342) and +.144 on the
     # slippery lake (lower .112); deterministic controls match (bandit -.000, lake -.018, lower -.092);

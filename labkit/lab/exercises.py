@@ -139,6 +139,15 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n21_misevolution.imitate": (
         "tests/test_misevolution.py::test_imitate_copies_only_strictly_better_peers",
         "tests/test_misevolution.py::test_imitate_bad_lengths"),
+    "labkit.nb.n23_experience_distillation.distill": (
+        "tests/test_experience_distillation.py::test_distill_by_hand",
+        "tests/test_experience_distillation.py::test_distill_needs_distinct_families",
+        "tests/test_experience_distillation.py::test_distill_drops_inconsistent_tokens",
+        "tests/test_experience_distillation.py::test_distill_rejects_bad_arguments"),
+    "labkit.nb.n23_experience_distillation.designer_propose": (
+        "tests/test_experience_distillation.py::test_designer_proposes_the_slot_that_fixes_the_failures",
+        "tests/test_experience_distillation.py::test_designer_uses_the_memory_of_each_failures_moment",
+        "tests/test_experience_distillation.py::test_designer_proposes_nothing_better_than_a_guess"),
     "labkit.nb.n22_value_aware_memory.Memory.update": (
         "tests/test_memory.py::test_update_by_hand",
         "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
