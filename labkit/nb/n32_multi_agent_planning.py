@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ARMS", "make_videos", "train_reader", "TeamPolicy", "play", "group_advantages", "bayes_ceiling"]
+__all__ = ["coverage", "ARMS", "make_videos", "train_reader", "TeamPolicy", "play", "group_advantages", "bayes_ceiling"]
 
 ARMS = ("cpp", "vote", "shuffled", "single")
 
@@ -182,3 +182,10 @@ def train_reader(generator, values=5, size=4, noise=0.1, steps=600, batch=256, l
     for p in reader.parameters():
         p.requires_grad_(False)
     return reader
+
+
+def coverage(looks, query):
+    """|F ∩ q| / |q| per row: the share of the asked frames that any look of the team landed on."""
+    if looks.ndim != 2 or query.ndim != 2 or looks.shape[0] != query.shape[0]:
+        raise ValueError(f"coverage: looks (n, L) and query (n, k); got {tuple(looks.shape)} and {tuple(query.shape)}")
+    return (query[:, :, None] == looks[:, None, :]).any(-1).float().mean(1)
