@@ -72,3 +72,11 @@ def test_the_message_reaches_the_peer_only_in_cpp():
     seen.clear()
     m.play(policy, pixels, query, "vote", generator=torch.Generator().manual_seed(2))
     assert all(s == 0 for s in seen)
+
+
+def test_coverage_counts_distinct_asked_frames():
+    looks = torch.tensor([[1, 1, 1, 1], [0, 2, 5, 7]])
+    query = torch.tensor([[1, 2, 3], [2, 5, 6]])
+    assert torch.allclose(m.coverage(looks, query), torch.tensor([1 / 3, 2 / 3]))
+    with pytest.raises(ValueError):
+        m.coverage(looks[0], query)

@@ -205,6 +205,10 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_diffusion_policies.py::test_ddim_sample_clips_the_estimate",
         "tests/test_diffusion_policies.py::test_ddim_sample_one_step_is_the_x0_estimate_and_is_differentiable_in_w",
         "tests/test_diffusion_policies.py::test_ddim_sample_rejects_bad_steps"),
+    "labkit.nb.n32_multi_agent_planning.group_advantages": (
+        "tests/test_multi_agent_planning.py::test_group_advantages_by_hand",),
+    "labkit.nb.n32_multi_agent_planning.bayes_ceiling": (
+        "tests/test_multi_agent_planning.py::test_bayes_ceiling_by_hand",),
     "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
