@@ -388,6 +388,13 @@ CLAIMS: list[Claim] = [
               "the current step), so removing it costs no reward"),
     Claim("36", "sink_used_early", above=0),
     Claim("36", "relic_vs_gru", above=0),
+    # 26 directed evolution (loongflow, guided-evolution): islands + MAP-Elites + credit-memory edits on a sandboxed
+    # byte-program search, equal evaluations. Provisional: docs/notes/26_directed_evolution.md
+    Claim("26", "heldout_gain_oracle_vs_blind", above=0),
+    Claim("26", "heldout_gain_full_vs_blind", above=0),
+    Claim("26", "heldout_gain_full_vs_shuffled", above=0),
+    Claim("26", "heldout_gain_full_vs_greedy", above=0),
+    Claim("26", "coverage_gain_full_vs_greedy", above=0),
 ]
 
 

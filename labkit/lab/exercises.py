@@ -183,6 +183,11 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_creator_solver.py::test_adpo_advantages_nothing_kept_and_bad_inputs"),
     "labkit.nb.n08_creator_solver.creator_rewards": (
         "tests/test_creator_solver.py::test_creator_rewards_by_hand",),
+    "labkit.nb.n26_directed_evolution.bit_score": (
+        "tests/test_directed_evolution.py::test_bit_score_by_hand",),
+    "labkit.nb.n26_directed_evolution.CreditMemory.probs": (
+        "tests/test_directed_evolution.py::test_credit_memory_by_hand",
+        "tests/test_directed_evolution.py::test_shuffled_control_keeps_the_values_but_not_their_owners"),
     "labkit.nb.n08_creator_solver.eva_select": (
         "tests/test_creator_solver.py::test_eva_select_weights_by_normalised_informativeness",),
     "labkit.nb.n09_data_free_self_play.hop_advantages": (
