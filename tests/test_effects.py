@@ -354,6 +354,15 @@ CLAIMS: list[Claim] = [
     Claim("08", "acc_gain_agent0_vs_base", above=0, reproduced=False,
           why="-.039 -.032 +.006 +.016 -.043 (mean -.019, lower -.045): self-labelled GRPO sharpens 1-digit tasks "
               "(.72 to .76-.82) and loses 2-digit ones (.25-.31 to .11-.23); the net is about zero or below"),
+    # 09 Data-free self-play (ttcs, dr-zero): TTRL vs TTCS (+ oracle variants) on 2-digit add/sub test questions
+    # (tiny); HRPO vs GRPO in a lookup-tool world (tiny-calc-chain); docs/notes/09_data_free_self_play.md
+    Claim("09", "pseudo_label_acc_test", above=0.5),
+    Claim("09", "acc_gain_ttrl_vs_base", above=0),
+    Claim("09", "acc_gain_ttcs_vs_ttrl", above=0),
+    Claim("09", "acc_gain_oracle_vs_ttcs", above=0),
+    Claim("09", "acc_gap_hrpo_vs_grpo", above=-0.03),
+    Claim("09", "acc_gain_hrpo_vs_grpo_equal", above=0),
+    Claim("09", "acc_gain_hrpo_vs_batch", above=0),
     # 28 Reward evolution (derl): a Meta-Optimizer (GRU over prefix tokens) writes reward expressions over five
     # primitives; each scored by an 8-step GRPO run of tiny on 2-digit subtraction. Measured at 99c0efe (seeds 0-4,
     # round 2: population 8, 3 iterations): last population's mean val acc derl .250, random .146, shuffled .144;
