@@ -4,7 +4,7 @@ import random
 from collections import Counter
 from functools import lru_cache
 import torch
-from labkit.core.checks import check_choice, check_float, check_int
+from labkit.core.checks import check_choice, check_int
 from labkit.core.gym import CountdownEnv, Episode, make_envs, run_episodes
 from labkit.core.tasks import Task
 from labkit.core.tasks.countdown import parse_prompt, tokenize
