@@ -8,9 +8,9 @@ import torch
 
 from labkit.core.grpo import RLConfig, grpo_advantages
 from labkit.core.policy import load_policy
-from labkit.core.proposer import GrammarCreator, parse_task
+from labkit.core.proposer import GrammarCreator, parse_task, sample_votes
 from labkit.nb.n08_creator_solver import (ARMS, adpo_advantages, creator_rewards, eva_select, in_band,
-                                          informativeness, mutate, random_task, solve, train_arm)
+                                          informativeness, mutate, random_task, train_arm)
 
 # ------------------------------------------------------------------------------------------ ADPO
 
@@ -120,17 +120,17 @@ def tiny():
     return load_policy("tiny")
 
 
-def test_solve_majority_and_measurement(tiny):
+def test_sample_votes_majority_and_measurement(tiny):
     tasks = [parse_task("3+4="), parse_task("2*3=")]
-    batch, groups = solve(tiny, tasks, 6, torch.Generator().manual_seed(0))
+    batch, groups = sample_votes(tiny, tasks, 6, torch.Generator().manual_seed(0))
     assert len(batch) == 12 and len(groups) == 2
     for task, g in zip(tasks, groups):
         assert len(g.rewards) == 6 and g.p_hat == pytest.approx(sum(g.rewards) / 6)
         assert g.right == (g.label == task.answer)
     with pytest.raises(ValueError):
-        solve(tiny, tasks, 1)
+        sample_votes(tiny, tasks, 1)
     with pytest.raises(ValueError):
-        solve(tiny, [], 4)
+        sample_votes(tiny, [], 4)
 
 
 @pytest.mark.parametrize("arm", ARMS)

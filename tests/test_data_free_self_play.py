@@ -10,9 +10,9 @@ import torch
 from labkit.core.calculator import calculate
 from labkit.core.grpo import RLConfig
 from labkit.core.policy import load_policy
-from labkit.core.proposer import parse_task
-from labkit.nb.n09_data_free_self_play import (TOOL_ARMS, TTC_ARMS, Voted, consistent, hop_advantages, hop_task,
-                                               self_consistency_targets, tool_step, ttc_step, variant, vote)
+from labkit.core.proposer import Votes, parse_task, sample_votes
+from labkit.nb.n09_data_free_self_play import (TOOL_ARMS, TTC_ARMS, consistent, hop_advantages, hop_task,
+                                               self_consistency_targets, tool_step, ttc_step, variant)
 
 # ------------------------------------------------------------------------------------------ HRPO
 
@@ -56,7 +56,7 @@ def test_consistent_band_edges_and_bad_inputs():
 def _voted(answers, truth):
     from labkit.core.proposer import majority_vote
     label, p = majority_vote(answers)
-    return Voted(answers, label, p, label == truth, sum(a == truth for a in answers) / len(answers))
+    return Votes(answers, label, p, label == truth, sum(a == truth for a in answers) / len(answers))
 
 
 def test_self_consistency_targets_by_hand():
@@ -118,12 +118,12 @@ def tiny():
 
 def test_vote_measures_label_correctness(tiny):
     tasks = [parse_task("2+3="), parse_task("41+17=")]
-    _, voted = vote(tiny, tasks, 4, torch.Generator().manual_seed(0))
+    _, voted = sample_votes(tiny, tasks, 4, torch.Generator().manual_seed(0))
     for t, v in zip(tasks, voted):
         assert len(v.answers) == 4 and v.right == (v.label == t.answer)
         assert v.p_hat == pytest.approx(sum(a == v.label for a in v.answers) / 4 if v.label else 0.0)
     with pytest.raises(ValueError):
-        vote(tiny, [], 4)
+        sample_votes(tiny, [], 4)
 
 
 def test_ttc_arms_spend_equal_rollouts_and_the_oracle_trains_true_labels(tiny):

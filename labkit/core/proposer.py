@@ -9,6 +9,7 @@ these pieces; notebook 08 (`eva`, `agent0`) teaches them.
     parse_task("12+345=")            # Task(prompt='12+345=', answer='357', category='add', difficulty=3, ...)
     parse_task("07+3=")              # None: a leading zero is not a well-formed task
     majority_vote(["12", "12", "13", None])      # ('12', 0.5): the label and p_hat, its share of ALL k answers
+    sample_votes(policy, tasks, k, generator)    # (rollout, [Votes]): k sampled answers per task, majority-voted
     pseudo_rewards(["12", "13", None], "12")     # [1.0, 0.0, 0.0]
     uncertainty_reward(0.5), uncertainty_reward(1.0)     # 1.0, 0.0     R_unc = 1 - 2|p - 1/2|
     repetition_penalty(["1+2=", "1+2=", "3*4="])          # [2/3, 2/3, 1/3]: the share of the batch in one's cluster
@@ -49,6 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from labkit.core.checks import check_float, check_int
+from labkit.core.sampling import rollout
 from labkit.core.tasks import MAX_PROMPT_CHARS, Task
 from labkit.core.tasks.base import clean_completion, is_canonical_integer
 
@@ -131,6 +133,38 @@ def majority_vote(answers) -> tuple[str | None, float]:
 def pseudo_rewards(answers, label) -> list[float]:
     """r_i = 1[o_i = label] (0 for every answer when the label is None)."""
     return [1.0 if label is not None and a == label else 0.0 for a in answers]
+
+
+@dataclass
+class Votes:
+    """A solver's k answers to one task and their majority vote. `label`, `p_hat` and `rewards` come from
+    the answers alone (what a self-labelled arm trains on); `right` (label = true answer) and `acc` (share
+    of right answers) are measured with the parser's true answer, never trained on."""
+    answers: list
+    label: str | None
+    p_hat: float
+    right: bool
+    acc: float
+
+    @property
+    def rewards(self) -> list[float]:
+        return pseudo_rewards(self.answers, self.label)
+
+
+def sample_votes(policy, tasks, k: int, generator=None, max_new_tokens: int = 8):
+    """(rollout, [Votes]): `k` answers per task sampled at temperature 1 in one batch, majority-voted.
+    Notebooks 08 (the creator's solver) and 09 (TTRL on test questions) use it."""
+    # o_1..o_k ~ pi(. | x);  y~ = argmax_y sum_i 1[o_i = y];  p_hat = (1/k) sum_i 1[o_i = y~];  r_i = 1[o_i = y~]
+    k = check_int("k", k, min=2)
+    if not tasks:
+        raise ValueError("sample_votes needs at least one task")
+    batch = rollout(policy, [t.prompt for t in tasks for _ in range(k)], max_new_tokens, 1.0, generator=generator)
+    votes = []
+    for i, task in enumerate(tasks):
+        answers = [parse_answer(c) for c in batch.completions[i * k:(i + 1) * k]]
+        label, p_hat = majority_vote(answers)
+        votes.append(Votes(answers, label, p_hat, label == task.answer, sum(a == task.answer for a in answers) / k))
+    return batch, votes
 
 
 def uncertainty_reward(p_hat) -> float:

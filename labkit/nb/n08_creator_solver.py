@@ -5,42 +5,14 @@ edit the notebook, not this file.
 """
 from __future__ import annotations
 import random
-from dataclasses import dataclass
 import torch
 from labkit.core.checks import check_float, check_int
 from labkit.core.grpo import grpo_advantages, subset, update
-from labkit.core.proposer import (OPERATORS, group_advantages, majority_vote, parse_answer, parse_task,
-                                  pseudo_rewards, repetition_penalty, uncertainty_reward)
-from labkit.core.sampling import rollout
+from labkit.core.proposer import (OPERATORS, group_advantages, parse_task, repetition_penalty, sample_votes,
+                                  uncertainty_reward)
 
 
 SYMBOL = {category: op for op, category in OPERATORS.items()}   # "add" -> "+"
-
-
-@dataclass
-class Group:
-    """The solver's k answers to one task. `label`, `p_hat` and `rewards` come from the answers alone;
-    `right` (label = true answer) and `acc` (share of right answers) are measured, never trained on."""
-    label: str | None
-    p_hat: float
-    rewards: list
-    right: bool
-    acc: float
-
-
-def solve(policy, tasks, k: int, generator=None, max_new_tokens: int = 8):
-    # o_1..o_k ~ pi(. | x);  y~ = argmax_y sum_i 1[o_i = y];  p_hat = (1/k) sum_i 1[o_i = y~];  r_i = 1[o_i = y~]
-    k = check_int("k", k, min=2)
-    if not tasks:
-        raise ValueError("solve needs at least one task")
-    batch = rollout(policy, [t.prompt for t in tasks for _ in range(k)], max_new_tokens, 1.0, generator=generator)
-    groups = []
-    for i, task in enumerate(tasks):
-        answers = [parse_answer(c) for c in batch.completions[i * k:(i + 1) * k]]
-        label, p_hat = majority_vote(answers)
-        groups.append(Group(label, p_hat, pseudo_rewards(answers, label), label == task.answer,
-                            sum(a == task.answer for a in answers) / k))
-    return batch, groups
 
 
 def random_task(op: str, width: int, rng: random.Random, exclude=frozenset()):
@@ -168,7 +140,7 @@ def train_arm(arm, solver, optimizer, cfg, steps: int, n: int, rng: random.Rando
             texts, logps, parsed = creator_write(creator, n, generator, exclude)
             tasks = [t for t in parsed if t is not None]
             valid_rate = len(tasks) / len(texts)
-        batch, groups = solve(solver, tasks, k, generator, cfg.max_new_tokens)
+        batch, groups = sample_votes(solver, tasks, k, generator, cfg.max_new_tokens)
         rewards = torch.tensor([r for g in groups for r in g.rewards])
         p_hats = [g.p_hat for g in groups]
         if arm == "agent0":

@@ -5,39 +5,12 @@ edit the notebook, not this file.
 """
 from __future__ import annotations
 import random
-from dataclasses import dataclass
 import torch
 from labkit.core.calculator import chain_task, tool_rollout, verify_with_tools
 from labkit.core.checks import check_float, check_int
 from labkit.core.grpo import grpo_advantages, subset, update
-from labkit.core.proposer import OPERATORS, majority_vote, parse_answer, parse_task, pseudo_rewards
-from labkit.core.sampling import rollout
+from labkit.core.proposer import OPERATORS, parse_task, pseudo_rewards, sample_votes
 from labkit.core.tasks import Task
-
-
-@dataclass
-class Voted:
-    """The solver's V answers to one question. `label` and `p_hat` come from the answers alone; `right`
-    (label = true answer) and `acc` (share of right answers) are measured with the true answer, never trained on."""
-    answers: list
-    label: str | None
-    p_hat: float
-    right: bool
-    acc: float
-
-
-def vote(policy, tasks, votes: int, generator=None, max_new_tokens: int = 8):
-    # o_1..o_V ~ pi(. | x);  y~ = argmax_y sum_i 1[o_i = y];  p_hat = (1/V) sum_i 1[o_i = y~]   (TTRL's majority vote)
-    votes = check_int("votes", votes, min=2)
-    if not tasks:
-        raise ValueError("vote needs at least one question")
-    batch = rollout(policy, [t.prompt for t in tasks for _ in range(votes)], max_new_tokens, 1.0, generator=generator)
-    out = []
-    for i, task in enumerate(tasks):
-        answers = [parse_answer(c) for c in batch.completions[i * votes:(i + 1) * votes]]
-        label, p_hat = majority_vote(answers)
-        out.append(Voted(answers, label, p_hat, label == task.answer, sum(a == task.answer for a in answers) / votes))
-    return batch, out
 
 
 def variant(task, rng: random.Random, exclude=frozenset()):
@@ -113,7 +86,7 @@ def ttc_step(arm, policy, optimizer, cfg, test_tasks, n, votes, train, delta, rn
         real = rng.sample(test_tasks, n // 2)
         tasks = real + [variant(t, rng, exclude) for t in real[:n - n // 2]]
         synthetic = [False] * len(real) + [True] * (n - len(real))
-    batch, voted = vote(policy, tasks, votes, generator, cfg.max_new_tokens)
+    batch, voted = sample_votes(policy, tasks, votes, generator, cfg.max_new_tokens)
     kept = [g for g, v in enumerate(voted) if not synthetic[g] or consistent(v.p_hat, delta)]
     labels = [t.answer if arm == "oracle" and synthetic[g] else voted[g].label for g, t in enumerate(tasks)]
     stats = {"rollouts": len(batch), "kept_variants": sum(synthetic[g] for g in kept),
