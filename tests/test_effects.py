@@ -425,6 +425,12 @@ CLAIMS: list[Claim] = [
           why="+.033 -.012 -.049 +.079 -.020 (mean +.006, lower -.042): on 3-instruction targets within 400 "
               "evaluations a (1+10) hill climber is as good as the islands; per-target noise dominates"),
     Claim("26", "coverage_gain_full_vs_greedy", above=0),
+    # 25 tool evolution (yunjue): a tiny synthesizer writes tools in a grammar, run only in the sandbox; the merged
+    # library vs per-task synthesis at equal synthesis calls, and the library shuffled across needs (the control).
+    # Provisional: five workshop seeds pending (docs/notes/25_tool_evolution.md)
+    Claim("25", "solve_gain_library_vs_per_task", above=0),
+    Claim("25", "false_accept_drop_library", above=0),
+    Claim("25", "solve_gain_library_vs_shuffled", above=0),
 ]
 
 

@@ -188,6 +188,11 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n26_directed_evolution.CreditMemory.probs": (
         "tests/test_directed_evolution.py::test_credit_memory_by_hand",
         "tests/test_directed_evolution.py::test_shuffled_control_keeps_the_values_but_not_their_owners"),
+    "labkit.nb.n25_tool_evolution.parse_tool": (
+        "tests/test_tool_evolution.py::test_parse_tool_by_hand",
+        "tests/test_tool_evolution.py::test_tool_text_and_parse_tool_round_trip_every_instruction"),
+    "labkit.nb.n25_tool_evolution.merge": (
+        "tests/test_tool_evolution.py::test_merge_by_hand",),
     "labkit.nb.n08_creator_solver.eva_select": (
         "tests/test_creator_solver.py::test_eva_select_weights_by_normalised_informativeness",),
     "labkit.nb.n09_data_free_self_play.hop_advantages": (
