@@ -282,6 +282,15 @@ CLAIMS: list[Claim] = [
     Claim("23", "principles_gain_control", above=-0.05, below=0.05),
     Claim("23", "evolving_vs_fixed_skills_unseen", above=0),
     Claim("23", "evolving_vs_fixed_skills_control", above=-0.05, below=0.05),
+    # 24 Meta-memory (memevolve tournament vs random search vs shuffled fitness; ltm retrieval vs per-user LoRA vs
+    # hybrid). Provisional: to be measured over seeds 0-4 (docs/notes/24_meta_memory.md)
+    Claim("24", "evolved_vs_base", above=0),
+    Claim("24", "evolved_vs_random", above=0),
+    Claim("24", "evolved_vs_shuffled", above=0),
+    Claim("24", "retrieval_vs_none", above=0.1),
+    Claim("24", "lora_growth", above=0),
+    Claim("24", "hybrid_vs_best", above=0),
+    Claim("24", "memory_gain_control", below=0.05),
     # 32 Multi-agent planning (videochat-m1): two agents with 2 looks each and one mid-run token vs independent
     # agents + soft vote, the token shuffled across episodes, and one agent with all 4 looks. Measured at e7a9f9b
     # (seeds 0-4): cpp .810, vote .785, shuffled .802, single .948; docs/notes/32_multi_agent_planning.md

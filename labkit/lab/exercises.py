@@ -148,6 +148,14 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_experience_distillation.py::test_designer_proposes_the_slot_that_fixes_the_failures",
         "tests/test_experience_distillation.py::test_designer_uses_the_memory_of_each_failures_moment",
         "tests/test_experience_distillation.py::test_designer_proposes_nothing_better_than_a_guess"),
+    "labkit.nb.n24_meta_memory.tournament": (
+        "tests/test_meta_memory.py::test_tournament_budget_by_hand",
+        "tests/test_meta_memory.py::test_tournament_finds_the_rewarded_slot",
+        "tests/test_meta_memory.py::test_tournament_rejects_bad_arguments"),
+    "labkit.nb.n24_meta_memory.lora_sft": (
+        "tests/test_meta_memory.py::test_lora_sft_trains_only_the_adapter",
+        "tests/test_meta_memory.py::test_lora_sft_loss_falls_on_one_users_interactions",
+        "tests/test_meta_memory.py::test_lora_sft_bad_inputs"),
     "labkit.nb.n22_value_aware_memory.Memory.update": (
         "tests/test_memory.py::test_update_by_hand",
         "tests/test_memory.py::test_update_moves_every_memory_in_the_context",
