@@ -381,6 +381,18 @@ CLAIMS: list[Claim] = [
               ".407 against .439 (base .170); within 3 points on 3 of 5 seeds, not at 95%"),
     Claim("09", "acc_gain_hrpo_vs_grpo_equal", above=0),
     Claim("09", "acc_gain_hrpo_vs_batch", above=0),
+    # 10 Task spaces (exit, webrl): ExIt histories (attempt + the frozen judge rubric) as tasks vs one-step and fixed
+    # 2-step training; WebRL failure-seeded curriculum with an ORM band and KL vs the fixed set (tiny-judge, carry
+    # world, equal solver rollouts). Provisional: not yet measured over five seeds
+    Claim("10", "feedback_value_acc", above=0.5),
+    Claim("10", "orm_acc", above=0.5),
+    Claim("10", "self_improve_gain_base", above=0),
+    Claim("10", "acc_gain_exit_vs_single", above=0),
+    Claim("10", "acc_gain_exit_vs_fixed2", above=0),
+    Claim("10", "acc_gain_exit_vs_shuffled", above=0),
+    Claim("10", "revision_gain_exit_vs_single", above=0),
+    Claim("10", "acc_gain_webrl_vs_fixed", above=0),
+    Claim("10", "acc_gain_webrl_vs_shuffled", above=0),
     # 28 Reward evolution (derl): a Meta-Optimizer (GRU over prefix tokens) writes reward expressions over five
     # primitives; each scored by an 8-step GRPO run of tiny on 2-digit subtraction. Measured at 99c0efe (seeds 0-4,
     # round 2: population 8, 3 iterations): last population's mean val acc derl .250, random .146, shuffled .144;

@@ -210,6 +210,10 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_data_free_self_play.py::test_consistent_band_edges_and_bad_inputs",),
     "labkit.nb.n09_data_free_self_play.self_consistency_targets": (
         "tests/test_data_free_self_play.py::test_self_consistency_targets_by_hand",),
+    "labkit.nb.n10_task_space.learning_potential": (
+        "tests/test_task_space.py::test_learning_potential_by_hand",),
+    "labkit.nb.n10_task_space.in_band": (
+        "tests/test_task_space.py::test_in_band_edges_and_bad_inputs",),
     "labkit.core.proposer.uncertainty_reward": (
         "tests/test_proposer.py::test_uncertainty_reward_by_hand",
         "tests/test_proposer.py::test_uncertainty_reward_rejects_bad_p"),

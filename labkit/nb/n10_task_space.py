@@ -6,15 +6,18 @@ edit the notebook, not this file.
 from __future__ import annotations
 import dataclasses
 import random
+import re
 from dataclasses import dataclass
 import torch
 from labkit.core.checks import check_float, check_int
 from labkit.core.grpo import grpo_advantages, subset, update
-from labkit.core.judge import pointwise, refine_prompt, yes_probability
-from labkit.core.proposer import parse_task
+from labkit.core.judge import judge_prompt, pointwise, refine_prompt
+from labkit.core.proposer import parse_answer, parse_task
 from labkit.core.sampling import rollout
 from labkit.core.tasks import Task, verify
 from labkit.core.tasks.arithmetic import count_carries
+
+_VALUE = re.compile(r"v(-?\d+)")   # the value mark of a rubric: the sum the judge computed itself
 
 
 def learning_potential(returns) -> float:
@@ -177,9 +180,18 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
-def orm_rewards(orm, tasks, answers, threshold: float = 0.5) -> torch.Tensor:
-    # the outcome reward model: r = 1[P_orm(yes | task, answer) > threshold]  (the ORM judges, the verifier only measures)
-    return torch.tensor([float(p > threshold) for p in yes_probability(orm, list(tasks), list(answers))])
+def orm_rewards(orm, tasks, answers, generator=None) -> torch.Tensor:
+    # the outcome reward model: the judge writes its rubric "f. v<sum> c. =." and the outcome is paid when the answer
+    # is the sum it computed, R = 1[answer = v]; its own verdict marks are not read (part (a) shows why).
+    # The verifier only measures.
+    tasks, answers = list(tasks), list(answers)
+    if len(tasks) != len(answers) or not tasks:
+        raise ValueError(f"need one answer per task and at least one; got {len(answers)} for {len(tasks)}")
+    texts = rollout(orm, [judge_prompt(t, a, "rubric") for t, a in zip(tasks, answers)], 12, 1.0,
+                    generator=generator).completions
+    values = [_VALUE.search(text) for text in texts]
+    return torch.tensor([float(v is not None and parse_answer(a) == str(int(v.group(1))))
+                         for a, v in zip(answers, values)])
 
 
 def failure_variant(task: Task, rng: random.Random, exclude=frozenset()) -> Task:
@@ -220,7 +232,7 @@ def webrl_step(arm, policy, optimizer, cfg, train_tasks, orm, state, n, rng, gen
         generated = [False] * (n - n // 2) + [True] * (n // 2)
     owners = [t for t in tasks for _ in range(G)]
     batch = rollout(policy, [t.prompt for t in owners], cfg.max_new_tokens, cfg.temperature, generator=generator)
-    rewards = orm_rewards(orm, owners, batch.completions)
+    rewards = orm_rewards(orm, owners, batch.completions, generator)
     truth = torch.tensor([float(verify(t, c).correct) for t, c in zip(owners, batch.completions)])
     success = [rewards[g * G:(g + 1) * G].mean().item() for g in range(n)]
     kept = [g for g in range(n) if arm == "fixed" or not generated[g] or in_band(success[g], *band)]
