@@ -451,6 +451,7 @@ CLAIMS: list[Claim] = [
     # Provisional: five workshop seeds pending (docs/notes/25_tool_evolution.md)
     Claim("25", "solve_gain_library_vs_per_task", above=0),
     Claim("25", "false_accept_drop_library", above=0),
+    Claim("25", "egl_decline_library", above=0),
     Claim("25", "solve_gain_library_vs_shuffled", above=0),
 ]
 

@@ -193,6 +193,16 @@ def test_verified_merge_keeps_the_entry_that_passes_every_example():
     assert T.held_right(naive, tasks, Table(TOOLS)) == [False, True, True]
 
 
+def test_trusted_library_skips_the_check_and_keeps_a_wrong_tool():
+    tasks = [plus1_task(0, 1), plus1_task(0, 60), plus1_task(0, 70)]
+    streams = [[("f",)], [("r",)], [("r",)]]
+    checked = T.evolve(tasks, streams, Table(TOOLS), budget=1, batch_size=1, library="merged")
+    assert checked.tools == [("f",), ("r",), ("r",)] and checked.source == ["synth", "synth", "library"]
+    trusted = T.evolve(tasks, streams, Table(TOOLS), budget=1, batch_size=1, library="merged", recheck=False)
+    assert trusted.tools == [("f",), ("f",), ("f",)] and trusted.source == ["synth", "library", "library"]
+    assert T.score(trusted, tasks, Table(TOOLS))["false_accept_rate"] == 1.0
+
+
 def test_score_by_hand():
     tasks = [plus1_task(0, 1), plus1_task(0, 2), plus1_task(0, 3), plus1_task(0, 4)]
     evo = T.Evolution(tools=[("r",), ("f",), None, ("f",)], source=["synth", "synth", None, "library"],
@@ -222,7 +232,7 @@ def test_make_stream():
 def test_bad_inputs_raise_one_line_value_errors():
     tasks, streams = [plus1_task()], [[("r",)]]
     for kwargs in (dict(library="all"), dict(merge_mode="llm"), dict(budget=0), dict(batch_size=0),
-                   dict(library="shuffled"), dict(library="merged", permutation=[0])):
+                   dict(library="shuffled"), dict(library="merged", permutation=[0]), dict(recheck="yes")):
         args = dict(budget=1, batch_size=1) | kwargs
         with pytest.raises(ValueError) as e:
             T.evolve(tasks, streams, Table(TOOLS), **args)

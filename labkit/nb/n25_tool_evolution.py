@@ -8,7 +8,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 import torch
-from labkit.core.checks import check_choice, check_int
+from labkit.core.checks import check_bool, check_choice, check_int
 from labkit.core.sandbox import call_function
 
 
@@ -244,16 +244,18 @@ class Evolution:
 
 
 def evolve(tasks, streams, runner, budget: int, batch_size: int = 5, library: str = "merged", merge_mode: str = "naive",
-           permutation=None) -> Evolution:
+           permutation=None, recheck: bool = True) -> Evolution:
     # Parallel batch evolution over the stream, at `budget` synthesis calls per task in every arm (calls a task does
     # not spend carry to the next tasks). Per batch: (1) each task tries the library's tool under its name (the
     # library as it was at the batch start) on its visible examples; (2) the rest share the batch's calls, each
     # taking tools from its stream until one passes its visible checks; (3) the batch's new tools merge into the
     # library. library: "none" (per-task synthesis), "merged", "shuffled" (the control: a task is served the entry
-    # of need permutation[need], so the library's content is the same but it reaches the wrong tasks)
+    # of need permutation[need], so the library's content is the same but it reaches the wrong tasks).
+    # recheck=False (an ablation): a library tool is used without running it on the task's examples first
     budget, batch_size = check_int("budget", budget, min=1), check_int("batch_size", batch_size, min=1)
     library = check_choice("library", library, LIBRARIES)
     merge_mode = check_choice("merge_mode", merge_mode, MERGES)
+    recheck = check_bool("recheck", recheck)
     if len(streams) != len(tasks):
         raise ValueError(f"evolve needs one stream of tools per task; got {len(streams)} for {len(tasks)}")
     if (library == "shuffled") != (permutation is not None):
@@ -268,7 +270,7 @@ def evolve(tasks, streams, runner, budget: int, batch_size: int = 5, library: st
             outs = runner.outputs([e for e in entries if e is not None])
             it = iter(outs)
             for i, e in zip(batch, entries):
-                if e is not None and passes(next(it), tasks[i].xs, tasks[i].ys):
+                if e is not None and (passes(next(it), tasks[i].xs, tasks[i].ys) or not recheck):
                     evo.tools[i], evo.source[i] = e, "library"
         rest = [i for i in batch if evo.tools[i] is None]
         pool = carry + budget * len(batch)
