@@ -302,6 +302,15 @@ CLAIMS: list[Claim] = [
     Claim("32", "cpp_vs_single", above=0, reproduced=False,
           why="-.157 -.157 -.118 -.129 -.128 (lower -.155): at equal looks the single agent holds all four in one memory "
               "and covers all 3 asked frames; splitting the budget did not ease learning"),
+    # 30 Computer use (seagent, evocua) on labkit.core.screens (mail held out): provisional, before the five seeds
+    Claim("30", "judge_accuracy", above=0.8),
+    Claim("30", "seagent_gain", above=0),
+    Claim("30", "seagent_gain_heldout", above=0),
+    Claim("30", "seagent_vs_shuffled", above=0),
+    Claim("30", "boundary_gain", above=0),
+    Claim("30", "boundary_gain_heldout", above=0),
+    Claim("30", "correction_gain", above=0),
+    Claim("30", "correction_gain_heldout", above=0),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
     # control). Measured at f1c92d1 (seeds 0-4): DoC above DT by +.371 in the bandit (lower .342) and +.144 on the
     # slippery lake (lower .112); deterministic controls match (bandit -.000, lake -.018, lower -.092);

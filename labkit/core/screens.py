@@ -204,6 +204,13 @@ def make_tasks(apps, difficulty, n: int, seed: int, slack: int = 2) -> list[Task
     return [sample_task(rng.choice(apps), rng.randint(lo, hi), rng, slack) for _ in range(n)]
 
 
+def _copy(state: dict) -> dict:
+    """A copy that shares only the widget order (never changed after sampling)."""
+    return {**state, "toggles": dict(state["toggles"]), "drafts": dict(state["drafts"]),
+            "fields": dict(state["fields"]), "items": {p: list(v) for p, v in state["items"].items()},
+            "selected": dict(state["selected"])}
+
+
 def initial_state(task: Task) -> dict:
     """A fresh copy of the task's initial app state."""
     return copy.deepcopy(task.meta["init"])
@@ -315,12 +322,12 @@ def transition(state: dict, action: str):
     if verb == "type":
         if w.kind != "field":
             return state, "invalid"
-        new = copy.deepcopy(state)
+        new = _copy(state)
         new["drafts"][w.key] = word
         return new, None
     if w.kind == "field":
         return state, "noop"
-    new = copy.deepcopy(state)
+    new = _copy(state)
     page = state["page"]
     if w.kind == "nav":
         new["page"] = w.target

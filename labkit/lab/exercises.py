@@ -231,6 +231,13 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_multi_agent_planning.py::test_group_advantages_by_hand",),
     "labkit.nb.n32_multi_agent_planning.bayes_ceiling": (
         "tests/test_multi_agent_planning.py::test_bayes_ceiling_by_hand",),
+    "labkit.nb.n30_computer_use.failure_imitation_loss": (
+        "tests/test_computer_use.py::test_failure_imitation_loss_by_hand_and_its_gradient",),
+    "labkit.nb.n30_computer_use.boundary_pick": (
+        "tests/test_computer_use.py::test_boundary_pick_by_hand",),
+    "labkit.nb.n30_computer_use.judge_step": (
+        "tests/test_computer_use.py::test_judge_step_by_hand",
+        "tests/test_computer_use.py::test_judge_agrees_with_the_oracle_on_expert_steps"),
     "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
