@@ -7,9 +7,9 @@ import torch
 
 from labkit.core import screens as S
 from labkit.core.tasks import Task
-from labkit.nb.n30_computer_use import (ScreenPolicy, Step, boundary_pick, correction_loss, corrections,
-                                         failure_imitation_loss, featurize, judge_step, outcome_loss, parse_instruction,
-                                         play, step_grpo_loss, Episode)
+from labkit.nb.n30_computer_use import (Episode, ScreenPolicy, Step, boundary_pick, correction_loss, corrections,
+                                         failure_imitation_loss, featurize, judge_episode, judge_step, outcome_loss,
+                                         parse_instruction, play, step_grpo_loss)
 
 NETWORK = "Settings / Network\n1 [x] VPN\n2 < Back\n3 [x] Wifi\n4 [ ] Bluetooth"
 HOME = "Settings\n1 > Display\n2 > Network\n3 > Sound"
@@ -77,6 +77,25 @@ def test_judge_step_by_hand():
     assert judge_step(items, DOCS.replace("2 * notes", "2 - notes"), "click 2", DOCS)       # selecting the named item
 
 
+def test_judge_episode_calls_a_return_to_a_seen_screen_redundant():
+    t = next(t for t in S.make_tasks("files", 2, 40, 1) if t.meta["page"] == "Documents")
+    s = S.initial_state(t)
+    nav = t.answer.split(";")[0]
+    names = [g[2] for g in t.meta["goals"]]
+    e = Episode(t)
+    s1, _ = S.transition(s, nav)
+    ns = {w.key: i for i, w in enumerate(S.widgets(s1), 1)}
+    actions = [nav, f"click {ns[names[0]]}", f"click {ns[names[1]]}", f"click {ns[names[0]]}", f"click {ns['remove']}"]
+    for a in actions:
+        new, _ = S.transition(s, a)
+        e.steps.append(Step(None, 0, a, S.render(s), S.render(new), None, None))
+        s = new
+    assert judge_episode(e) == [True, True, True, False, True]   # the re-selection is redundant; the commit is not
+    e.steps = e.steps[:4]
+    assert judge_episode(e)[3] is False and judge_step(parse_instruction(t.meta["instruction"]), e.steps[3].before,
+                                                       e.steps[3].action, e.steps[3].after)   # alone it looks right
+
+
 def test_judge_agrees_with_the_oracle_on_expert_steps():
     for t in S.make_tasks(S.APPS, (1, 3), 30, 3):
         s, instr = S.initial_state(t), parse_instruction(t.meta["instruction"])
@@ -89,7 +108,7 @@ def test_judge_agrees_with_the_oracle_on_expert_steps():
 def test_failure_imitation_loss_by_hand_and_its_gradient():
     policy = FixedPolicy([0.0, math.log(3.0)])           # pi = (1/4, 3/4)
     loss = failure_imitation_loss(policy, [_step(2, 1), _step(2, 0)])
-    assert float(loss) == pytest.approx(-(math.log(1 / 4) + math.log(3 / 4)) / 2, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(-(math.log(1 / 4) + math.log(3 / 4)) / 2, rel=1e-5)
     loss.backward()
     assert policy.logits.grad[1] > 0 and policy.logits.grad[0] < 0   # descending lowers pi of the failures' mix
     policy = FixedPolicy([0.0, math.log(3.0)])
@@ -120,7 +139,7 @@ def test_outcome_loss_by_hand():
     b.steps, b.success = [_step(2, 1)], False
     loss = outcome_loss(policy, [a, b], 2)
     adv = 1 / (math.sqrt(0.5) + 1e-4)                     # (1 - 0.5) / std([1, 0])
-    assert float(loss) == pytest.approx(-(adv * math.log(0.5) - adv * math.log(0.5)) / 2, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(-(adv * math.log(0.5) - adv * math.log(0.5)) / 2, abs=1e-6)
     loss.backward()
     assert policy.logits.grad[0] < 0 < policy.logits.grad[1]
     same = Episode(None)

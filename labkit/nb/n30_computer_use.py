@@ -11,7 +11,7 @@ from labkit.core import screens as S
 
 __all__ = ["parse_instruction", "featurize", "N_FEATURES", "ScreenPolicy", "Step", "Episode", "play", "judge_step",
            "outcome_loss", "step_grpo_loss", "failure_imitation_loss", "corrections", "correction_loss",
-           "boundary_pick", "family"]
+           "boundary_pick", "family", "judge_episode"]
 
 
 _CLAUSE_ON = re.compile(r"turn (on|off) (.+)")
@@ -149,10 +149,13 @@ def play(policy, tasks, generator, greedy=False):
             episodes[i].success = reward > 0
 
 
-def judge_step(instruction: dict, before: str, action: str, after: str) -> bool:
+def judge_step(instruction: dict, before: str, action: str, after: str, seen=()) -> bool:
     """The World State Model over text: was this step right? It reads the instruction, the screen before,
-    the action and the screen after, never the app state (a commit changes nothing on the screen, so a
-    commit is judged by whether the drafts it commits match the instruction)."""
+    the action, the screen after and the screens the trajectory showed earlier (`seen`), never the app state.
+    A step that changes the screen back to one already seen is redundant (wrong); a commit changes nothing
+    on the screen, so it is judged by whether the drafts it commits match the instruction."""
+    if after != before and after in seen:
+        return False
     hb, wb = S.parse_screen(before)
     ha, wa = S.parse_screen(after)
     target = instruction["page"]
@@ -186,6 +189,16 @@ def judge_step(instruction: dict, before: str, action: str, after: str) -> bool:
         if kind == "item" and value and label.lower() not in instruction["words"]:
             return False
     return True
+
+
+def judge_episode(episode) -> list:
+    """The judge's label of every step of an episode, each step judged with the screens seen before it."""
+    instruction = parse_instruction(episode.task.meta["instruction"])
+    seen, labels = set(), []
+    for s in episode.steps:
+        seen.add(s.before)
+        labels.append(judge_step(instruction, s.before, s.action, s.after, seen))
+    return labels
 
 
 def _logp_of(policy, steps):
@@ -266,14 +279,16 @@ def corrections(policy, episodes, judge=None):
         if e.success:
             continue
         instr = parse_instruction(e.task.meta["instruction"])
+        seen = set()
         for s in e.steps:
-            if judge(instr, s.before, s.action, s.after):
+            seen.add(s.before)
+            if judge(instr, s.before, s.action, s.after, seen):
                 continue
             logp = policy(s.feats[None], torch.ones(1, s.feats.shape[0], dtype=torch.bool))[0]
             for k in logp.argsort(descending=True, stable=True).tolist():
                 new, _ = S.transition(s.state, s.actions[k])
                 spent += 1
-                if judge(instr, s.before, s.actions[k], S.render(new)):
+                if judge(instr, s.before, s.actions[k], S.render(new), seen):
                     out.append((s, k))
                     break
             break
