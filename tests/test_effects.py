@@ -53,6 +53,15 @@ BASE_22 = ("the reading base tiny-cases lost its 2-digit add/sub (16-17% right e
            "distractors .19); two rebuilds kept the arithmetic but lost the reading (stop 5)")
 
 CLAIMS: list[Claim] = [
+    # 13 M-STAR (mstar): iterative vs continuous RFT, PRM reranking, Reward-Pass@2 temperature, on tiny-vlm at equal
+    # solver rollouts. Provisional: not yet measured over five seeds
+    Claim("13", "prm_step_acc", above=0.8),
+    Claim("13", "prm_rerank_exact_gain", above=0),
+    Claim("13", "acc_gain_continuous_vs_iterative", above=0),
+    Claim("13", "acc_gain_prm_vs_continuous", above=0),
+    Claim("13", "desc_gain_prm_vs_continuous", above=0),
+    Claim("13", "acc_gain_mstar_vs_prm", above=0),
+    Claim("13", "acc_gain_mstar_vs_iterative", above=0),
     # 00 the map: the generic loop on the substrate. Measured stop 5: +.173 (.150-.206)
     Claim("00", "loop_reward_gain", above=0),
     # 12 Vision-SR1 with the authors' KL (beta .01) at the cold start's final lr 1e-4. Measured stop 5 (seeds 0-4)

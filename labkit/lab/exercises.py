@@ -51,6 +51,17 @@ STUDENT_TAG = "exercise"   # what a blanked solution cell is tagged in a student
 # A test that binds the function at import time (a parametrize over functions) would test the
 # reference whatever the learner wrote, so none is listed here.
 CHECKS: dict[str, tuple[str, ...]] = {
+    "labkit.nb.n13_multimodal_self_training.select_top": (
+        "tests/test_multimodal_self_training.py::test_select_top_keeps_the_highest_scored_correct_responses_per_query",
+        "tests/test_multimodal_self_training.py::test_select_top_never_keeps_a_wrong_response_even_with_the_best_score",
+        "tests/test_multimodal_self_training.py::test_select_top_breaks_ties_in_sampling_order",
+        "tests/test_multimodal_self_training.py::test_select_top_without_scores_is_a_random_order_of_the_correct_ones",
+        "tests/test_multimodal_self_training.py::test_select_top_rejects_bad_inputs"),
+    "labkit.nb.n13_multimodal_self_training.reward_pass_at_k": (
+        "tests/test_multimodal_self_training.py::test_reward_pass_at_k_by_hand",
+        "tests/test_multimodal_self_training.py::test_reward_pass_at_k_rejects_bad_inputs"),
+    "labkit.nb.n13_multimodal_self_training.choose_temperature": (
+        "tests/test_multimodal_self_training.py::test_choose_temperature_takes_the_best_and_breaks_ties_upwards",),
     "labkit.core.grpo.grpo_advantages": (
         "tests/test_rl.py::test_grpo_advantages_by_hand",
         "tests/test_rl.py::test_grpo_population_std_gives_frontier_formula",
