@@ -116,7 +116,7 @@ def test_failure_imitation_loss_by_hand_and_its_gradient():
     assert policy.logits.grad[1] > 0                                   # a step down lowers pi(a_fail)
     assert float(failure_imitation_loss(policy, [])) == 0
     certain = FixedPolicy([0.0, 1e4])
-    assert math.isfinite(float(failure_imitation_loss(certain, [_step(2, 1)])))
+    assert math.isfinite(float(failure_imitation_loss(certain, [_step(2, 1)]).detach()))
 
 
 def test_step_grpo_loss_pushes_toward_the_judged_action():
