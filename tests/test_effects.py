@@ -318,6 +318,14 @@ CLAIMS: list[Claim] = [
     Claim("32", "cpp_vs_single", above=0, reproduced=False,
           why="-.157 -.157 -.118 -.129 -.128 (lower -.155): at equal looks the single agent holds all four in one memory "
               "and covers all 3 asked frames; splitting the budget did not ease learning"),
+    # 29 Gym evolution (agentgym, agentevolver) on labkit.core.gym: AgentEvol vs BC at equal SFT steps (mean held-out
+    # success over countdown3, countdown4, sub2) and GRPO arms on self-proposed countdown3 tasks at equal rollouts.
+    # Provisional: five seeds pending.
+    Claim("29", "gain_evol_vs_bc", above=0),
+    Claim("29", "gain_evol_vs_random", above=0),
+    Claim("29", "gain_adca_vs_outcome", above=0),
+    Claim("29", "gain_adca_vs_shuffled", above=0),
+    Claim("29", "gain_navigate_vs_outcome", above=0),
     # 30 Computer use (seagent, evocua) on labkit.core.screens (mail held out), equal episodes per arm, each arm
     # trained 3 times per seed. Measured round 2 at 75af38c (seeds 0-4): judge .864 (lower .859); SEAgent above
     # outcome-only GRPO +.190 (lower .083), on mail +.240 (lower .097); above its shuffled-judge control +.595

@@ -192,6 +192,11 @@ CHECKS: dict[str, tuple[str, ...]] = {
         "tests/test_reward_evolution.py::test_parse_rejects_non_strings_and_deep_nesting"),
     "labkit.nb.n28_reward_evolution.meta_advantages": (
         "tests/test_reward_evolution.py::test_meta_advantages_by_hand_and_shuffle",),
+    "labkit.nb.n29_gym_evolution.step_advantages": (
+        "tests/test_gym_evolution.py::test_step_advantages_by_hand",
+        "tests/test_gym_evolution.py::test_step_advantages_edge_cases"),
+    "labkit.nb.n29_gym_evolution.step_flags": (
+        "tests/test_gym_evolution.py::test_step_flags_use_precedence_and_reachability",),
     "labkit.nb.n33_decision_mamba.pser_target": (
         "tests/test_decision_mamba.py::test_pser_target_by_hand",
         "tests/test_decision_mamba.py::test_pser_target_holds_the_past_prediction_fixed",
