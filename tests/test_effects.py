@@ -53,6 +53,14 @@ BASE_22 = ("the reading base tiny-cases lost its 2-digit add/sub (16-17% right e
            "distractors .19); two rebuilds kept the arithmetic but lost the reading (stop 5)")
 
 CLAIMS: list[Claim] = [
+    # 11 DoGe (doge): question-masked Thinker rewarded by a frozen text-only Solver, then GRPO, on a scarce pool of
+    # tiny-vlm images, at equal policy rollouts. Provisional until the five workshop seeds are in.
+    Claim("11", "reading_min", above=0.9),
+    Claim("11", "solver_placement", above=0),
+    Claim("11", "acc_gain_doge_vs_grpo", above=0),
+    Claim("11", "masked_desc_gain_doge_vs_grpo", above=0),
+    Claim("11", "acc_gain_doge_vs_shuffled", above=0),
+    Claim("11", "acc_gain_rich_vs_scarce", above=0),
     # 13 M-STAR (mstar): iterative vs continuous RFT, PRM reranking, Reward-Pass@2 temperature, on tiny-vlm at equal
     # solver rollouts (4 iterations x 20 queries x 8 responses). Measured at ef22d84 (seeds 0-4, round 2)
     Claim("13", "prm_step_acc", above=0.8),

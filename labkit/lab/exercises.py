@@ -51,6 +51,10 @@ STUDENT_TAG = "exercise"   # what a blanked solution cell is tagged in a student
 # A test that binds the function at import time (a parametrize over functions) would test the
 # reference whatever the learner wrote, so none is listed here.
 CHECKS: dict[str, tuple[str, ...]] = {
+    "labkit.nb.n11_context_first.thinker_reward": (
+        "tests/test_context_first.py::test_thinker_reward_by_hand",),
+    "labkit.nb.n11_context_first.mask_question": (
+        "tests/test_context_first.py::test_mask_question_hides_the_colours_and_keeps_the_template",),
     "labkit.nb.n13_multimodal_self_training.select_top": (
         "tests/test_multimodal_self_training.py::test_select_top_keeps_the_highest_scored_correct_responses_per_query",
         "tests/test_multimodal_self_training.py::test_select_top_never_keeps_a_wrong_response_even_with_the_best_score",
