@@ -20,6 +20,12 @@ THINK_RE = re.compile(r"<description>r\dg\db\d</description>")
 FORMAT_WEIGHT = 0.1  # the authors' format_score
 
 
+def shuffle_rewards(rewards, rng: np.random.Generator) -> np.ndarray:
+    # the control: r_1 o sigma, a random permutation over the batch (same rewards, no link to the description)
+    rewards = np.asarray(rewards, dtype=float)
+    return rewards[rng.permutation(len(rewards))]
+
+
 def mask_question(question: str) -> str:
     # m(q): the question with the colours it asks about masked; "r+b?" -> "_+_?"
     if not isinstance(question, str) or not question:
@@ -35,12 +41,6 @@ def thinker_reward(solved, format_ok, format_weight: float = FORMAT_WEIGHT) -> n
     if ((solved < 0) | (solved > 1)).any() or not 0 <= format_weight <= 1:
         raise ValueError("solver scores and format_weight must lie in [0, 1]")
     return (1 - format_weight) * solved + format_weight * format_ok
-
-
-def shuffle_rewards(rewards, rng: np.random.Generator) -> np.ndarray:
-    # the control: r_1 o sigma, a random permutation over the batch (same rewards, no link to the description)
-    rewards = np.asarray(rewards, dtype=float)
-    return rewards[rng.permutation(len(rewards))]
 
 
 def scarce_pool(n_images: int, seed: int) -> list:
