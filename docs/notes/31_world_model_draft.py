@@ -215,7 +215,7 @@ class Policy(nn.Module):
         self.blocks = _blocks(hidden, layers)
         self.norm = nn.LayerNorm(hidden)
         self.click = nn.Linear(hidden, 1)
-        self.type = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.typed = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def _embed(self, texts):
         ids, offsets = self.bagger(texts)
@@ -241,7 +241,7 @@ class Policy(nn.Module):
         rows_t, targets_t = torch.tensor(rows, dtype=torch.long), torch.tensor(targets, dtype=torch.long)
         hl = lines[rows_t, targets_t]                                                  # the line each acts on
         click = self.click(hl).squeeze(-1)
-        typed = self.type(torch.cat([hl, self._embed(words)], -1)).squeeze(-1)
+        typed = self.typed(torch.cat([hl, self._embed(words)], -1)).squeeze(-1)
         score = torch.where(torch.tensor(kinds, dtype=torch.bool), typed, click)
         out = torch.full((b, width), float("-inf"))
         out[rows_t, torch.tensor(cols, dtype=torch.long)] = score
