@@ -258,6 +258,15 @@ CHECKS: dict[str, tuple[str, ...]] = {
     "labkit.nb.n30_computer_use.judge_step": (
         "tests/test_computer_use.py::test_judge_step_by_hand",
         "tests/test_computer_use.py::test_judge_agrees_with_the_oracle_on_expert_steps"),
+    "labkit.nb.n31_world_model.screen_candidates": (
+        "tests/test_world_model.py::test_screen_candidates_by_hand",
+        "tests/test_world_model.py::test_screen_candidates_equal_the_apps_candidates"),
+    "labkit.nb.n31_world_model.world_model_loss": (
+        "tests/test_world_model.py::test_world_model_loss_by_hand_and_bad_inputs",
+        "tests/test_world_model.py::test_world_model_learns_a_few_transitions_exactly"),
+    "labkit.nb.n31_world_model.lookahead": (
+        "tests/test_world_model.py::test_lookahead_takes_the_imagined_success",
+        "tests/test_world_model.py::test_lookahead_depth_and_discount"),
     "labkit.nb.n34_dichotomy_of_control.contrastive_mi": (
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_by_hand",
         "tests/test_dichotomy_of_control.py::test_contrastive_mi_is_zero_when_f_ignores_the_outcome",
