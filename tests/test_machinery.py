@@ -485,6 +485,22 @@ def test_readme_notebook_table_is_current():
         "README.md's notebook table is stale: run `python -m labkit.lab.notebooks --update-readme`")
 
 
+def test_update_readme_only_rewrites_the_named_rows(tmp_path):
+    infos = notebooks.discover()
+    rows = notebooks.table_markdown(infos).splitlines()
+    stale = [line.replace("](notebooks/", "](old/") for line in rows]       # every row differs from today's
+    del stale[3]                                                             # and notebook 01's row is missing
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{notebooks.README_BEGIN}\n" + "\n".join(stale) + f"\n{notebooks.README_END}\ntail\n")
+    assert notebooks.update_readme(readme, infos, only=["1", "02"])
+    block = notebooks.readme_block(readme.read_text()).splitlines()
+    assert block[3] == rows[3] and block[4] == rows[4]                       # added in order, and rewritten
+    assert block[2] == stale[2] and block[5:] == stale[4:]                   # the others kept as they were
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("tail\n")
+    with pytest.raises(SystemExit, match="no notebook numbered 99"):
+        notebooks.update_readme(readme, infos, only=["99"])
+
+
 # ---------------------------------------------------------------------------- CLI
 
 def test_cli_list_json(capsys):

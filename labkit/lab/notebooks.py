@@ -417,15 +417,37 @@ def readme_block(text: str) -> str | None:
     return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
 
 
-def update_readme(path=None, infos=None) -> bool:
-    """Rewrite the notebook table in README.md; True when the file changed."""
+def _row_number(line: str) -> str | None:
+    cells = line.split("|")
+    return cells[1].strip() if len(cells) > 2 and cells[1].strip().isdigit() else None
+
+
+def _merge_rows(old_block: str, new_table: str, only: set) -> str:
+    """The old table with the rows of notebooks `only` taken from the new one (added in number order)."""
+    new_rows = {_row_number(line): line for line in new_table.splitlines() if _row_number(line) in only}
+    missing = only - set(new_rows)
+    if missing:
+        raise SystemExit(f"--only: no notebook numbered {', '.join(sorted(missing))}; accepted: the numbers of notebooks/NN_*.ipynb")
+    old_lines = old_block.splitlines()
+    header = [line for line in old_lines if _row_number(line) is None and line.startswith("|") and "no notebooks" not in line]
+    rows = {_row_number(line): line for line in old_lines if _row_number(line) is not None}
+    rows.update(new_rows)
+    return "\n".join(header + [rows[k] for k in sorted(rows)])
+
+
+def update_readme(path=None, infos=None, only=None) -> bool:
+    """Rewrite the notebook table in README.md; True when the file changed. ``only`` (notebook numbers,
+    e.g. ["31"]) rewrites just those rows and keeps the others as they are (for parallel work on notebooks)."""
     path = Path(path) if path is not None else readme_path()
     text = path.read_text(encoding="utf-8")
     if readme_block(text) is None:
         raise SystemExit(f"{path} has no {README_BEGIN!r} ... {README_END!r} block")
     head, rest = text.split(README_BEGIN, 1)
-    _old, tail = rest.split(README_END, 1)
-    new = f"{head}{README_BEGIN}\n{table_markdown(infos)}\n{README_END}{tail}"
+    old, tail = rest.split(README_END, 1)
+    table = table_markdown(infos)
+    if only:
+        table = _merge_rows(old.strip(), table, {str(n).zfill(2) for n in only})
+    new = f"{head}{README_BEGIN}\n{table}\n{README_END}{tail}"
     if new != text:
         path.write_text(new, encoding="utf-8")
         return True
@@ -437,6 +459,8 @@ def main(argv=None) -> int:
                                  description="The notebook series: table, checks, exported mechanisms.")
     ap.add_argument("--table", action="store_true", help="print the Markdown table")
     ap.add_argument("--update-readme", action="store_true", help="rewrite README.md's table")
+    ap.add_argument("--only", nargs="+", metavar="NN", help="with --update-readme: rewrite only these "
+                    "notebooks' rows, keeping the others as committed")
     ap.add_argument("--check", action="store_true", help="check committed-notebook hygiene (and, "
                     "with --export, that labkit/nb matches the notebooks, without writing)")
     ap.add_argument("--export", action="store_true", help="write each notebook's cells tagged "
@@ -458,7 +482,9 @@ def main(argv=None) -> int:
             print(f"wrote {path}")
         return 0
     if args.update_readme:
-        print("README.md updated" if update_readme() else "README.md already up to date")
+        print("README.md updated" if update_readme(only=args.only) else "README.md already up to date")
+    elif args.only:
+        ap.error("--only goes with --update-readme")
     if args.check:
         bad = 0
         for i in discover():
