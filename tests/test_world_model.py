@@ -149,9 +149,11 @@ def test_world_model_learns_a_few_transitions_exactly():
 def test_next_screen_accuracy_splits_page_changes():
     within = (SOUND_OFF, "click 1", SOUND_ON)
     navigation = (HOME, "click 3", SOUND_OFF)
-    model = TableModel({(SOUND_OFF, "click 1"): SOUND_ON})            # right within the page, wrong across
-    acc = next_screen_accuracy(model, [within, navigation])
-    assert acc == {"all": 0.5, "within": 1.0, "navigation": 0.0}
+    right_page = (HOME, "click 2", SOUND_OFF)
+    # right within the page; across pages once the wrong screen, once the right page with the wrong widgets
+    model = TableModel({(SOUND_OFF, "click 1"): SOUND_ON, (HOME, "click 2"): SOUND_ON})
+    acc = next_screen_accuracy(model, [within, navigation, right_page])
+    assert acc == {"all": pytest.approx(1 / 3), "within": 1.0, "navigation": 0.0, "navigation_page": 0.5}
     assert next_screen_accuracy(model, [within])["navigation"] != next_screen_accuracy(model, [within])["navigation"]
 
 

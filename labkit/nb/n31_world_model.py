@@ -224,14 +224,20 @@ def world_model_loss(model: WorldModel, screens: list[str], actions: list[str], 
 
 def next_screen_accuracy(model: WorldModel, transitions) -> dict:
     """Share of (screen, action, next screen) whose next screen M writes exactly: overall, where the page
-    stays ("within", the header is unchanged) and where it changes ("navigation"); NaN for an empty group."""
+    stays ("within", the header is unchanged) and where it changes ("navigation"); and on page changes, the
+    share where M at least writes the right header ("navigation_page"). NaN for an empty group."""
     transitions = list(transitions)
     predicted = model.predict([t[0] for t in transitions], [t[1] for t in transitions])
-    hits = {"all": [], "within": [], "navigation": []}
+    hits = {"all": [], "within": [], "navigation": [], "navigation_page": []}
     for (before, _, after), guess in zip(transitions, predicted):
         hit = float(guess == after)
         hits["all"].append(hit)
-        hits["within" if before.split("\n")[0] == after.split("\n")[0] else "navigation"].append(hit)
+        header = after.split("\n")[0]
+        if before.split("\n")[0] == header:
+            hits["within"].append(hit)
+        else:
+            hits["navigation"].append(hit)
+            hits["navigation_page"].append(float(guess.split("\n")[0] == header))
     return {k: sum(v) / len(v) if v else float("nan") for k, v in hits.items()}
 
 
