@@ -385,6 +385,26 @@ CLAIMS: list[Claim] = [
           why="+.152 -.078 +.042 +.050 +.160 (mean +.065, lower -.028): the same diagnosis as boundary_gain"),
     Claim("30", "correction_gain", above=0),
     Claim("30", "correction_gain_heldout", above=0),
+    # 31 World model (webevolver) on labkit.core.screens: one round, the same 400 random-play episodes for every arm.
+    # Measured at 03d1f12 (seeds 0-4): M's next screen exact .538 (lower .512); imagined successes +.020 on the
+    # training apps (lower +.003); the oracle (the same tasks in the real app) +.032 (lower +.023); look-ahead
+    # +.164 over greedy (lower +.137), +.009 on mail (lower +.006), +.164 over the shuffled M;
+    # docs/notes/31_world_model.md
+    Claim("31", "world_model_acc", above=0.3),
+    Claim("31", "synthetic_gain", above=0),
+    Claim("31", "synthetic_gain_heldout", above=0, reproduced=False,
+          why="+.040 -.027 +.013 +.033 -.007 (mean +.011, lower -.016): M writes only lines seen on the training "
+              "apps, and the imagined episodes are of the training apps; even the oracle's real successes lift "
+              "mail by +.024 only"),
+    Claim("31", "synthetic_vs_shuffled", above=0, reproduced=False,
+          why="+.007 +.020 +.007 -.027 +.053 (mean +.012, lower -.015): the whole regime pays little (the oracle, "
+              "a perfect world model, +.032 over real only), and the judge keeps 9% of the shuffled model's "
+              "episodes against 12% of M's; M writes the right page on every page change but not its widget "
+              "order (drawn per task: exact .014), so only 4% of M's kept episodes replay as real successes"),
+    Claim("31", "oracle_gain", above=0),
+    Claim("31", "lookahead_gain", above=0),
+    Claim("31", "lookahead_gain_heldout", above=0),
+    Claim("31", "lookahead_vs_shuffled", above=0),
     # 34 Dichotomy of control (the authors' bandit and a slippery 4x4 FrozenLake, each beside its deterministic
     # control). Measured at f1c92d1 (seeds 0-4): DoC above DT by +.371 in the bandit (lower .342) and +.144 on the
     # slippery lake (lower .112); deterministic controls match (bandit -.000, lake -.018, lower -.092);
