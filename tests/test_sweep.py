@@ -217,7 +217,11 @@ def test_ctrl_c_stops_cleanly_keeps_finished_cells_and_resumes(nb, tmp_path, cap
     argv = ["sweep", str(nb), "--scale", "smoke", "-p", "x", "1", "2", "-p", "hold", str(hold),
             "-p", "hold_on", "2", "-p", "counter", str(counter), "--out", str(out),
             "--workers", "2"]
-    p = subprocess.Popen([sys.executable, "-m", "labkit.lab.cli", *argv], stdout=subprocess.PIPE,
+    # Ctrl-C in a terminal: SIGINT at its default. A test run started as a background job of a
+    # non-interactive shell inherits SIGINT ignored (POSIX), and so would the sweep; reset it
+    cli = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "from labkit.lab.cli import main; sys.exit(main(sys.argv[1:]))")
+    p = subprocess.Popen([sys.executable, "-c", cli, *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     done_cell = out / setting_name({"x": 1, "hold": str(hold), "hold_on": 2,
                                     "counter": str(counter)}) / "seed0" / "run.json"

@@ -49,7 +49,7 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -558,23 +558,17 @@ def run_specs(specs, workers=None, on_result=None, *, processes=None) -> list[Ru
     interrupted = False
     try:
         futures = {pool.submit(_execute_in_worker, s): i for i, s in enumerate(specs)}
-        pending = set(futures)
-        while pending:
-            # short waits, as in the ray executor: the main thread wakes every half second, so a
-            # Ctrl-C is raised here even if the OS hands the signal to one of the pool's threads
-            # (CI once hung 60 s after SIGINT with no message; not reproduced since)
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=futures.get):
-                i = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as e:  # the worker itself died
-                    s = specs[i]
-                    r = RunResult(spec=s, run_dir=Path(s.run_dir), ok=False, results={},
-                                  error=f"{type(e).__name__}: {e}", error_name=type(e).__name__)
-                results[i] = r
-                if on_result:
-                    on_result(r)
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                r = fut.result()
+            except Exception as e:  # the worker itself died
+                s = specs[i]
+                r = RunResult(spec=s, run_dir=Path(s.run_dir), ok=False, results={},
+                              error=f"{type(e).__name__}: {e}", error_name=type(e).__name__)
+            results[i] = r
+            if on_result:
+                on_result(r)
     except KeyboardInterrupt:
         interrupted = True
         procs = list((getattr(pool, "_processes", None) or {}).values())
